@@ -1,0 +1,216 @@
+"""Shared fixtures: named actors, tiers, live Daphne servers and a real Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+SERVICES_CONFIGURED = bool(os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
+REQUIRE_SERVICES = os.environ.get("WEBCONNECT_REQUIRE_SERVICES", "").lower() in {"1", "true", "yes"}
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+# --- Tiers ----------------------------------------------------------------------
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if SERVICES_CONFIGURED:
+        return f"services tier: ON (database {settings.DATABASES['default']['ENGINE']}, redis {settings.REDIS_URL})"
+    return ("services tier: OFF — DATABASE_URL and REDIS_URL are not both set; "
+            "tests marked 'services' will be SKIPPED" + (" and FAIL (WEBCONNECT_REQUIRE_SERVICES)" if REQUIRE_SERVICES else ""))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("services") and not SERVICES_CONFIGURED:
+        message = "services tier needs DATABASE_URL and REDIS_URL (PostgreSQL and Redis)"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{message}, and WEBCONNECT_REQUIRE_SERVICES is set: a skipped services test fails", pytrace=False)
+        pytest.skip(message)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    # A services test that skips for any reason (importorskip, a fixture) would let
+    # CI pass without the tier having run: under WEBCONNECT_REQUIRE_SERVICES it fails.
+    if REQUIRE_SERVICES and report.skipped and item.get_closest_marker("services"):
+        report.outcome = "failed"
+        report.longrepr = f"services test skipped under WEBCONNECT_REQUIRE_SERVICES: {report.longrepr}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not SERVICES_CONFIGURED and any(item.get_closest_marker("services") for item in session.items):
+        sys.stderr.write("\n" + "!" * 78 + "\n!! SERVICES TIER SKIPPED: set DATABASE_URL and REDIS_URL to run it\n"
+                         + "!" * 78 + "\n")
+    data_dir = os.environ.get("WEBCONNECT_DATA_DIR", "")
+    if "webconnect-tests-" in data_dir:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# --- Actors -------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def make_user(django_user_model: Any) -> Callable[..., Any]:
+    def make(username: str, *, staff: bool = False, superuser: bool = False, password: str = PASSWORD) -> Any:
+        if superuser:
+            return django_user_model.objects.create_superuser(username=username, password=password,
+                                                              email=f"{username}@example.com")
+        return django_user_model.objects.create_user(username=username, password=password, is_staff=staff,
+                                                     email=f"{username}@example.com")
+    return make
+
+
+@pytest.fixture
+def alice(make_user: Callable[..., Any]) -> Any:
+    """An ordinary signed-up user."""
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user: Callable[..., Any]) -> Any:
+    return make_user("bob")
+
+
+@pytest.fixture
+def admin_user(make_user: Callable[..., Any]) -> Any:
+    """A superuser (staff)."""
+    return make_user("root", superuser=True)
+
+
+@pytest.fixture
+def mint_token() -> Callable[..., str]:
+    """`createtoken` exactly as a script would call it."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    def mint(username: str, scopes: str, expires: int = 3600) -> str:
+        out = StringIO()
+        call_command("createtoken", username, scopes=scopes, expires=expires, stdout=out)
+        return out.getvalue().strip()
+    return mint
+
+
+# --- Live servers ----------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def start_server(database_name: str, *, extra_env: dict[str, str] | None = None, timeout: float = 30) -> LiveServer:
+    """A real Daphne process on the test database; it stops when the fixture ends."""
+    port = free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / f"daphne-{port}.log"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "WEBCONNECT_TEST_DATABASE_NAME": database_name,
+           **(extra_env or {})}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(process, port, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return server
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"server did not start within {timeout}s:\n{log_path.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def live_server_factory(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Callable[..., LiveServer]]:
+    from django.db import connection
+
+    servers: list[LiveServer] = []
+    with django_db_blocker.unblock():
+        database_name = str(connection.settings_dict["NAME"])
+
+    def factory(**extra_env: str) -> LiveServer:
+        server = start_server(database_name, extra_env=extra_env)
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_daphne(live_server_factory: Callable[..., LiveServer]) -> LiveServer:
+    """One shared Daphne process serving the test database (use with transactional_db)."""
+    return live_server_factory()
+
+
+# --- Browser ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium package (see .ci/run)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()

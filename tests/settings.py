@@ -1,0 +1,52 @@
+"""Test settings: the real settings module with test-only overrides.
+
+The environment is prepared before importing it, and the values set here are
+inherited by the server processes that tests start, so they share one secret,
+one signing key and one test database.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+
+os.environ.setdefault("SECRET_KEY", "tests-only-" + uuid.uuid4().hex + uuid.uuid4().hex)
+os.environ.setdefault("WEBCONNECT_DATA_DIR", tempfile.mkdtemp(prefix="webconnect-tests-"))
+os.environ.setdefault("WEBCONNECT_TEST_RUN", uuid.uuid4().hex[:12])
+os.environ.setdefault("LOG_FORMAT", "text")
+os.environ.setdefault("DEBUG", "false")
+if "OIDC_RSA_PRIVATE_KEY" not in os.environ:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    _key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    os.environ["OIDC_RSA_PRIVATE_KEY"] = _key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+from webconnect.settings import *  # noqa: E402,F403
+from webconnect.settings import DATA_DIR, DATABASES, REDIS_URL  # noqa: E402
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver", "[::1]"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+
+_RUN = os.environ["WEBCONNECT_TEST_RUN"]
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not memory, so server processes started by tests share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{_RUN}.sqlite3")}
+# A server process started by a test uses the test database directly.
+if os.environ.get("WEBCONNECT_TEST_DATABASE_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["WEBCONNECT_TEST_DATABASE_NAME"]
+if REDIS_URL:
+    # Keys of this run never meet another run's (or production's) on a shared Redis.
+    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"asgi-test-{_RUN}"  # noqa: F405
+    CACHES["default"]["KEY_PREFIX"] = f"test-{_RUN}"  # noqa: F405

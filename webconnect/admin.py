@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils import timezone
+
+from webconnect.audit import audit_export_csv, audit_export_jsonl, audit_record, audit_verify_chain
+from webconnect.models import AuditEvent
+
+admin.site.site_header = "webconnect administration"
+admin.site.site_title = "webconnect admin"
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
+    list_display = ["id", "created_at", "action", "outcome", "actor_name", "target", "client_ip"]
+    list_filter = ["outcome", "action", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["actor_name", "target", "action", "client_ip"]
+    date_hierarchy = "created_at"
+    actions = ["export_csv", "export_jsonl", "verify_chain"]
+    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+    show_full_result_count = False
+
+    # The trail is append-only: nobody edits or deletes it from the admin.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
+        return False
+
+    def _export(self, request: HttpRequest, queryset: QuerySet[AuditEvent], fmt: str) -> HttpResponse:
+        events = queryset.order_by("id")
+        lines = audit_export_csv(events.iterator()) if fmt == "csv" else audit_export_jsonl(events.iterator())
+        name = f"audit-{timezone.now():%Y%m%d-%H%M%S}.{'csv' if fmt == 'csv' else 'jsonl'}"
+        audit_record(action="audit.export", actor=request.user, target=name, details={"format": fmt})
+        response = StreamingHttpResponse(lines, content_type="text/csv" if fmt == "csv" else "application/jsonl")
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+    @admin.action(description="Export selected events as CSV", permissions=["view"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> HttpResponse:
+        return self._export(request, queryset, "csv")
+
+    @admin.action(description="Export selected events as JSON lines", permissions=["view"])
+    def export_jsonl(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> HttpResponse:
+        return self._export(request, queryset, "jsonl")
+
+    @admin.action(description="Verify the whole audit chain", permissions=["view"])
+    def verify_chain(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> None:
+        result = audit_verify_chain()
+        if result.ok:
+            self.message_user(request, f"The audit chain verifies: {result.checked} events checked.")
+        else:
+            self.message_user(request, f"The audit chain breaks at event #{result.broken_event_id}: {result.reason}.",
+                              level=messages.ERROR)

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class WebconnectConfig(AppConfig):
+    name = "webconnect"
+    verbose_name = "Platform"
+
+    def ready(self) -> None:
+        from webconnect import receivers  # noqa: F401  (connects the audit receivers)

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+
+from webconnect.audit import audit_record
+from webconnect.context import request_client_ip
+from webconnect.models import AuditEvent
+from webconnect.throttling import login_failed, login_retry_after, login_throttle_reset
+
+
+class ThrottledAuthenticationForm(AuthenticationForm):
+    """Django's sign-in form, refusing attempts once an account or IP failed too often."""
+
+    throttled = False
+
+    def clean(self) -> dict[str, Any]:
+        username = self.cleaned_data.get("username") or ""
+        client_ip = request_client_ip(self.request) if self.request else None
+        retry_after = login_retry_after(username=username, client_ip=client_ip)
+        if retry_after:
+            self.throttled = True
+            audit_record(action="auth.login", outcome=AuditEvent.Outcome.DENIED, actor_name=username,
+                         target=f"username:{username}", client_ip=client_ip,
+                         details={"reason": "throttled", "retry_after": retry_after})
+            minutes = max(1, round(retry_after / 60))
+            raise forms.ValidationError(
+                f"Too many failed sign-in attempts. Try again in about {minutes} minute{'s' if minutes > 1 else ''}.",
+                code="throttled",
+            )
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError:
+            login_failed(username=username, client_ip=client_ip)
+            raise
+        login_throttle_reset(username=username)
+        return cleaned

@@ -1,0 +1,128 @@
+"""WebSocket handshake authentication: who is connecting, how, and from which origin.
+
+Three ways in, decided in this order:
+- `Authorization: Bearer <token>` (programs): an OAuth2 access token; cookies
+  are ignored and no Origin is needed, because nothing ambient authenticates it.
+- `?ticket=` (issued by the ticket endpoint): handled by the real-time layer.
+- the session cookie (browsers): only when the Origin is allowed, because a
+  browser attaches the cookie to a WebSocket opened from any site.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
+from oauth2_provider.models import get_access_token_model
+
+from webconnect.net import client_ip_from_scope, scope_header
+
+ASGIApp = Any
+
+
+@dataclass(frozen=True)
+class ConnectionAuth:
+    """How a WebSocket connection authenticated; put in scope["auth"]."""
+
+    method: str  # "bearer", "session", "ticket" or "anonymous"
+    scopes: frozenset[str] | None = None  # None: a session, limited only by the user's rights
+    token_id: int | None = None
+    client_ip: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def allows(self, scope: str) -> bool:
+        return self.scopes is None or scope in self.scopes
+
+
+def _normalise_origin(origin: str) -> str | None:
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return None
+    default_port = 443 if parts.scheme == "https" else 80
+    port = parts.port or default_port
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + ("" if port == default_port else f":{port}")
+
+
+def _request_scheme(scope: dict[str, Any]) -> str:
+    if scope.get("scheme") in {"wss", "https"}:
+        return "https"
+    proxy_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if proxy_header and scope_header(scope, b"x-forwarded-proto") == "https":
+        return "https"
+    return "http"
+
+
+def origin_allowed(scope: dict[str, Any]) -> bool:
+    """Full-origin comparison (scheme, host and port) for cookie-authenticated browsers."""
+    origin = scope_header(scope, b"origin")
+    if origin is None:
+        return False
+    normalised = _normalise_origin(origin)
+    if normalised is None:
+        return False
+    allowed = {_normalise_origin(o) for o in settings.WEBSOCKET_ALLOWED_ORIGINS}
+    allowed |= {_normalise_origin(o) for o in settings.CSRF_TRUSTED_ORIGINS}
+    if normalised in allowed:
+        return True
+    host = scope_header(scope, b"host")
+    return host is not None and normalised == _normalise_origin(f"{_request_scheme(scope)}://{host}")
+
+
+def bearer_token(scope: dict[str, Any]) -> str | None:
+    header = scope_header(scope, b"authorization")
+    if header and header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return None
+
+
+@database_sync_to_async
+def _load_access_token(raw: str) -> Any:
+    checksum = hashlib.sha256(raw.encode()).hexdigest()
+    token = get_access_token_model().objects.select_related("user").filter(token_checksum=checksum).first()
+    if token is None or token.expires <= timezone.now() or token.user is None or not token.user.is_active:
+        return None
+    return token
+
+
+async def _reject(send: Any) -> None:
+    # Closing before accept makes the server answer the upgrade with HTTP 403.
+    await send({"type": "websocket.close", "code": 4403})
+
+
+class HandshakeAuthMiddleware:
+    """Sets scope["user"] and scope["auth"] for every WebSocket connection, or refuses it."""
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+        self.session_stack = AuthMiddlewareStack(inner)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        client_ip = client_ip_from_scope(scope)
+        raw_token = bearer_token(scope)
+        if raw_token is not None:
+            token = await _load_access_token(raw_token)
+            if token is None:
+                return await _reject(send)
+            scope = dict(scope, user=token.user, auth=ConnectionAuth(
+                method="bearer", scopes=frozenset(token.scope.split()), token_id=token.pk, client_ip=client_ip))
+            # Cookies are dropped so nothing downstream can mix the two identities.
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
+            return await self.inner(scope, receive, send)
+        if scope_header(scope, b"cookie") is not None:
+            if not origin_allowed(scope):
+                return await _reject(send)
+            scope = dict(scope, auth=ConnectionAuth(method="session", client_ip=client_ip))
+            return await self.session_stack(scope, receive, send)
+        scope = dict(scope, user=AnonymousUser(), auth=ConnectionAuth(method="anonymous", scopes=frozenset(),
+                                                                       client_ip=client_ip))
+        return await self.inner(scope, receive, send)

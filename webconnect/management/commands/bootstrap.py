@@ -1,0 +1,31 @@
+"""First-run set-up for `make run`: a sign-in for the newcomer, created once."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Create the demo administrator once (or from DJANGO_SUPERUSER_* variables)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        users = get_user_model().objects
+        if users.filter(is_superuser=True).exists():
+            self.stdout.write("An administrator already exists; sign in with the credentials printed on first run.")
+            return
+        username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
+        password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
+        generated = password is None
+        if password is None:
+            password = secrets.token_urlsafe(12)
+        users.create_superuser(username=username, email=os.environ.get("DJANGO_SUPERUSER_EMAIL", ""),
+                               password=password)
+        self.stdout.write(self.style.SUCCESS(f"Created administrator {username!r}."))
+        if generated:
+            self.stdout.write(f"  Sign in as {username} with password: {password}")
+            self.stdout.write("  (printed once; change it at /accounts/password_change/)")
