@@ -21,24 +21,44 @@ ARTIFACTS = ROOT / "test-artifacts"
 SERVICES_CONFIGURED = bool(os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
 REQUIRE_SERVICES = os.environ.get("WEBCONNECT_REQUIRE_SERVICES", "").lower() in {"1", "true", "yes"}
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 # --- Tiers ----------------------------------------------------------------------
 
+
 def pytest_report_header(config: pytest.Config) -> str:
     if SERVICES_CONFIGURED:
         return f"services tier: ON (database {settings.DATABASES['default']['ENGINE']}, redis {settings.REDIS_URL})"
-    return ("services tier: OFF — DATABASE_URL and REDIS_URL are not both set; "
-            "tests marked 'services' will be SKIPPED" + (" and FAIL (WEBCONNECT_REQUIRE_SERVICES)" if REQUIRE_SERVICES else ""))
+    return (
+        "services tier: OFF — DATABASE_URL and REDIS_URL are not both set; "
+        "tests marked 'services' will be SKIPPED"
+        + (" and FAIL (WEBCONNECT_REQUIRE_SERVICES)" if REQUIRE_SERVICES else "")
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Playwright's sync API keeps an event loop running in the main thread for
+    # the whole browser session; async tests cannot start their own loop while
+    # it lives, so browser tests run last, together.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("services") and not SERVICES_CONFIGURED:
         message = "services tier needs DATABASE_URL and REDIS_URL (PostgreSQL and Redis)"
         if REQUIRE_SERVICES:
-            pytest.fail(f"{message}, and WEBCONNECT_REQUIRE_SERVICES is set: a skipped services test fails", pytrace=False)
+            pytest.fail(
+                f"{message}, and WEBCONNECT_REQUIRE_SERVICES is set: a skipped services test fails", pytrace=False
+            )
         pytest.skip(message)
 
 
@@ -55,11 +75,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not SERVICES_CONFIGURED and any(item.get_closest_marker("services") for item in session.items):
-        sys.stderr.write("\n" + "!" * 78 + "\n!! SERVICES TIER SKIPPED: set DATABASE_URL and REDIS_URL to run it\n"
-                         + "!" * 78 + "\n")
+        sys.stderr.write(
+            "\n" + "!" * 78 + "\n!! SERVICES TIER SKIPPED: set DATABASE_URL and REDIS_URL to run it\n" + "!" * 78 + "\n"
+        )
     data_dir = os.environ.get("WEBCONNECT_DATA_DIR", "")
     if "webconnect-tests-" in data_dir:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    """Each test starts with its own sign-in counters (in-memory storage is per process)."""
+    from webconnect import throttling
+
+    throttling._limiter.cache_clear()
+    throttling._limit.cache_clear()
 
 
 # --- Actors -------------------------------------------------------------------------
@@ -71,10 +101,13 @@ PASSWORD = "correct horse battery staple"
 def make_user(django_user_model: Any) -> Callable[..., Any]:
     def make(username: str, *, staff: bool = False, superuser: bool = False, password: str = PASSWORD) -> Any:
         if superuser:
-            return django_user_model.objects.create_superuser(username=username, password=password,
-                                                              email=f"{username}@example.com")
-        return django_user_model.objects.create_user(username=username, password=password, is_staff=staff,
-                                                     email=f"{username}@example.com")
+            return django_user_model.objects.create_superuser(
+                username=username, password=password, email=f"{username}@example.com"
+            )
+        return django_user_model.objects.create_user(
+            username=username, password=password, is_staff=staff, email=f"{username}@example.com"
+        )
+
     return make
 
 
@@ -106,10 +139,12 @@ def mint_token() -> Callable[..., str]:
         out = StringIO()
         call_command("createtoken", username, scopes=scopes, expires=expires, stdout=out)
         return out.getvalue().strip()
+
     return mint
 
 
 # --- Live servers ----------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -146,12 +181,20 @@ def start_server(database_name: str, *, extra_env: dict[str, str] | None = None,
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"daphne-{port}.log"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "WEBCONNECT_TEST_DATABASE_NAME": database_name,
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "WEBCONNECT_TEST_DATABASE_NAME": database_name,
+        **(extra_env or {}),
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # servers must keep Django's async-safety checks
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     server = LiveServer(process, port, log_path)
     deadline = time.monotonic() + timeout
@@ -193,16 +236,27 @@ def live_daphne(live_server_factory: Callable[..., LiveServer]) -> LiveServer:
 
 # --- Browser ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium package (see .ci/run)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM
+    # calls are still sequential, so Django's async-context guard is lifted here only.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

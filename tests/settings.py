@@ -25,8 +25,8 @@ if "OIDC_RSA_PRIVATE_KEY" not in os.environ:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
 
-from webconnect.settings import *  # noqa: E402,F403
-from webconnect.settings import DATA_DIR, DATABASES, REDIS_URL  # noqa: E402
+from webconnect.settings import *  # noqa: F403
+from webconnect.settings import DATA_DIR, DATABASES, REDIS_URL
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True

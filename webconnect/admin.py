@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
 from webconnect.audit import audit_export_csv, audit_export_jsonl, audit_record, audit_verify_chain
@@ -32,7 +32,7 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
     def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
 
-    def _export(self, request: HttpRequest, queryset: QuerySet[AuditEvent], fmt: str) -> HttpResponse:
+    def _export(self, request: HttpRequest, queryset: QuerySet[AuditEvent], fmt: str) -> StreamingHttpResponse:
         events = queryset.order_by("id")
         lines = audit_export_csv(events.iterator()) if fmt == "csv" else audit_export_jsonl(events.iterator())
         name = f"audit-{timezone.now():%Y%m%d-%H%M%S}.{'csv' if fmt == 'csv' else 'jsonl'}"
@@ -42,11 +42,11 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
         return response
 
     @admin.action(description="Export selected events as CSV", permissions=["view"])
-    def export_csv(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> HttpResponse:
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> StreamingHttpResponse:
         return self._export(request, queryset, "csv")
 
     @admin.action(description="Export selected events as JSON lines", permissions=["view"])
-    def export_jsonl(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> HttpResponse:
+    def export_jsonl(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> StreamingHttpResponse:
         return self._export(request, queryset, "jsonl")
 
     @admin.action(description="Verify the whole audit chain", permissions=["view"])
@@ -55,5 +55,8 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
         if result.ok:
             self.message_user(request, f"The audit chain verifies: {result.checked} events checked.")
         else:
-            self.message_user(request, f"The audit chain breaks at event #{result.broken_event_id}: {result.reason}.",
-                              level=messages.ERROR)
+            self.message_user(
+                request,
+                f"The audit chain breaks at event #{result.broken_event_id}: {result.reason}.",
+                level=messages.ERROR,
+            )

@@ -23,11 +23,34 @@ from webconnect.models import AuditChainHead, AuditEvent
 logger = logging.getLogger(__name__)
 
 # Keys that must never reach the audit log, whatever a caller passes in details.
-_SECRET_KEYS = {"password", "password1", "password2", "old_password", "new_password1", "new_password2",
-                "token", "access_token", "refresh_token", "client_secret", "secret", "ticket"}
+_SECRET_KEYS = {
+    "password",
+    "password1",
+    "password2",
+    "old_password",
+    "new_password1",
+    "new_password2",
+    "token",
+    "access_token",
+    "refresh_token",
+    "client_secret",
+    "secret",
+    "ticket",
+}
 
-EXPORT_FIELDS = ["id", "created_at", "actor_id", "actor_name", "action", "target", "outcome", "client_ip",
-                 "details", "prev_hash", "hash"]
+EXPORT_FIELDS = [
+    "id",
+    "created_at",
+    "actor_id",
+    "actor_name",
+    "action",
+    "target",
+    "outcome",
+    "client_ip",
+    "details",
+    "prev_hash",
+    "hash",
+]
 
 
 def _scrub(details: dict[str, Any]) -> dict[str, Any]:
@@ -137,16 +160,24 @@ def audit_verify_chain() -> ChainVerification:
     last_event_id: int | None = None
     for event in AuditEvent.objects.order_by("id").iterator(chunk_size=2000):
         if event.prev_hash != expected_prev:
-            return ChainVerification(False, checked, event.pk, "does not link to the event before it "
-                                     "(an event before it was removed, inserted or altered)")
+            return ChainVerification(
+                False,
+                checked,
+                event.pk,
+                "does not link to the event before it (an event before it was removed, inserted or altered)",
+            )
         if _stored_hash(event) != event.hash:
             return ChainVerification(False, checked, event.pk, "its contents do not match its hash (edited)")
         expected_prev = event.hash
         last_event_id = event.pk
         checked += 1
     if head is not None and head.last_hash != expected_prev:
-        return ChainVerification(False, checked, last_event_id,
-                                 "the chain ends before the newest recorded event (events removed from the end)")
+        return ChainVerification(
+            False,
+            checked,
+            last_event_id,
+            "the chain ends before the newest recorded event (events removed from the end)",
+        )
     return ChainVerification(True, checked)
 
 

@@ -22,9 +22,14 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         retry_after = login_retry_after(username=username, client_ip=client_ip)
         if retry_after:
             self.throttled = True
-            audit_record(action="auth.login", outcome=AuditEvent.Outcome.DENIED, actor_name=username,
-                         target=f"username:{username}", client_ip=client_ip,
-                         details={"reason": "throttled", "retry_after": retry_after})
+            audit_record(
+                action="auth.login",
+                outcome=AuditEvent.Outcome.DENIED,
+                actor_name=username,
+                target=f"username:{username}",
+                client_ip=client_ip,
+                details={"reason": "throttled", "retry_after": retry_after},
+            )
             minutes = max(1, round(retry_after / 60))
             raise forms.ValidationError(
                 f"Too many failed sign-in attempts. Try again in about {minutes} minute{'s' if minutes > 1 else ''}.",

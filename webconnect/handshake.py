@@ -85,7 +85,7 @@ def bearer_token(scope: dict[str, Any]) -> str | None:
     return None
 
 
-@database_sync_to_async
+@database_sync_to_async  # type: ignore[untyped-decorator]
 def _load_access_token(raw: str) -> Any:
     checksum = hashlib.sha256(raw.encode()).hexdigest()
     token = get_access_token_model().objects.select_related("user").filter(token_checksum=checksum).first()
@@ -113,8 +113,13 @@ class HandshakeAuthMiddleware:
             token = await _load_access_token(raw_token)
             if token is None:
                 return await _reject(send)
-            scope = dict(scope, user=token.user, auth=ConnectionAuth(
-                method="bearer", scopes=frozenset(token.scope.split()), token_id=token.pk, client_ip=client_ip))
+            scope = dict(
+                scope,
+                user=token.user,
+                auth=ConnectionAuth(
+                    method="bearer", scopes=frozenset(token.scope.split()), token_id=token.pk, client_ip=client_ip
+                ),
+            )
             # Cookies are dropped so nothing downstream can mix the two identities.
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
             return await self.inner(scope, receive, send)
@@ -123,6 +128,9 @@ class HandshakeAuthMiddleware:
                 return await _reject(send)
             scope = dict(scope, auth=ConnectionAuth(method="session", client_ip=client_ip))
             return await self.session_stack(scope, receive, send)
-        scope = dict(scope, user=AnonymousUser(), auth=ConnectionAuth(method="anonymous", scopes=frozenset(),
-                                                                       client_ip=client_ip))
+        scope = dict(
+            scope,
+            user=AnonymousUser(),
+            auth=ConnectionAuth(method="anonymous", scopes=frozenset(), client_ip=client_ip),
+        )
         return await self.inner(scope, receive, send)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from django.conf import settings
 
@@ -29,7 +30,7 @@ def client_ip_from(peer: str | None, forwarded_for: str | None) -> str | None:
     return _valid_ip(peer) if peer else None
 
 
-def scope_header(scope: dict, name: bytes) -> str | None:
+def scope_header(scope: dict[str, Any], name: bytes) -> str | None:
     """One header of an ASGI scope, decoded as latin-1 (as HTTP headers are)."""
     for key, value in scope.get("headers", []):
         if key == name:
@@ -37,7 +38,7 @@ def scope_header(scope: dict, name: bytes) -> str | None:
     return None
 
 
-def client_ip_from_scope(scope: dict) -> str | None:
+def client_ip_from_scope(scope: dict[str, Any]) -> str | None:
     client = scope.get("client")
     peer = client[0] if client else None
     return client_ip_from(peer, scope_header(scope, b"x-forwarded-for"))

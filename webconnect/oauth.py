@@ -36,8 +36,12 @@ class OAuth2Validator(BaseValidator):  # type: ignore[misc]
         super().revoke_token(token, token_type_hint, request, *args, **kwargs)
         if owner is not None:
             user, kind, token_id = owner
-            audit_record(action="token.revoked", actor=user, target=f"{kind}:{token_id}",
-                         details={"client_id": request.client_id or ""})
+            audit_record(
+                action="token.revoked",
+                actor=user,
+                target=f"{kind}:{token_id}",
+                details={"client_id": request.client_id or ""},
+            )
 
 
 def _token_owner(token: str) -> tuple[Any, str, int] | None:

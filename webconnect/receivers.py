@@ -26,12 +26,19 @@ def audit_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: A
 
 
 @receiver(user_login_failed)
-def audit_login_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None,
-                       **kwargs: Any) -> None:
+def audit_login_failed(
+    sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
+) -> None:
     # Django has already masked the password in `credentials`; only the name is kept.
     username = str(credentials.get("username", ""))[:150]
-    audit_record(action="auth.login", outcome=AuditEvent.Outcome.FAILURE, actor_name=username,
-                 target=f"username:{username}", client_ip=_ip(request), details={"reason": "invalid credentials"})
+    audit_record(
+        action="auth.login",
+        outcome=AuditEvent.Outcome.FAILURE,
+        actor_name=username,
+        target=f"username:{username}",
+        client_ip=_ip(request),
+        details={"reason": "invalid credentials"},
+    )
 
 
 @receiver(user_logged_out)

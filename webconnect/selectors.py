@@ -5,8 +5,9 @@ from django.db.models import QuerySet
 from webconnect.models import AuditEvent
 
 
-def audit_event_list(*, action: str | None = None, outcome: str | None = None,
-                     actor: str | None = None) -> QuerySet[AuditEvent]:
+def audit_event_list(
+    *, action: str | None = None, outcome: str | None = None, actor: str | None = None
+) -> QuerySet[AuditEvent]:
     events = AuditEvent.objects.all()
     if action:
         events = events.filter(action=action)

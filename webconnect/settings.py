@@ -189,6 +189,7 @@ OAUTH2_SCOPES = {
     "dashboards:read": "View dashboards and series",
     "dashboards:write": "Create and edit dashboards, ingest points",
     "policies:admin": "Administer access and rate-limit policies",
+    "introspection": "Introspect tokens (for resource servers)",
 }
 
 
@@ -242,7 +243,7 @@ OAUTH2_PROVIDER = {
 
 # --- REST API ------------------------------------------------------------------
 
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "oauth2_provider.contrib.rest_framework.OAuth2Authentication",
         "rest_framework.authentication.SessionAuthentication",

@@ -22,7 +22,9 @@ _NAMESPACE = "login-failures-moving"
 
 @functools.cache
 def _limiter() -> MovingWindowRateLimiter:
-    storage: Storage = storage_from_string(settings.RATE_LIMIT_STORAGE_URI)
+    storage = storage_from_string(settings.RATE_LIMIT_STORAGE_URI)
+    if not isinstance(storage, Storage):
+        raise TypeError(f"RATE_LIMIT_STORAGE_URI must name a synchronous storage, got {type(storage).__name__}")
     return MovingWindowRateLimiter(storage)
 
 
@@ -32,7 +34,9 @@ def _limit(spec: str) -> RateLimitItem:
 
 
 def _keys(username: str, client_ip: str | None) -> list[tuple[RateLimitItem, tuple[str, ...]]]:
-    keys = [(_limit(settings.LOGIN_FAILURES_PER_ACCOUNT), (_NAMESPACE, "account", username.strip().lower()))]
+    keys: list[tuple[RateLimitItem, tuple[str, ...]]] = [
+        (_limit(settings.LOGIN_FAILURES_PER_ACCOUNT), (_NAMESPACE, "account", username.strip().lower()))
+    ]
     if client_ip:
         keys.append((_limit(settings.LOGIN_FAILURES_PER_IP), (_NAMESPACE, "ip", client_ip)))
     return keys

@@ -16,11 +16,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_django(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "SECRET_KEY",
-                                                                      "DEBUG", "OIDC_", "WEBCONNECT_TEST"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "OIDC_", "WEBCONNECT_TEST"))
+    }
     clean["DJANGO_SETTINGS_MODULE"] = "webconnect.settings"
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 class TestEnvHelpers:
@@ -39,8 +48,9 @@ class TestEnvHelpers:
         with pytest.raises(ImproperlyConfigured, match="at least 0"):
             envint("SIZE", 1, minimum=0)
 
-    def test_it_splits_lists_and_reads_secrets_from_files(self, monkeypatch: pytest.MonkeyPatch,
-                                                          tmp_path: Path) -> None:
+    def test_it_splits_lists_and_reads_secrets_from_files(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
         monkeypatch.setenv("HOSTS", "a.example, b.example,,")
         assert envlist("HOSTS") == ["a.example", "b.example"]
         secret_file = tmp_path / "secret"
@@ -59,8 +69,9 @@ class TestStartUp:
         assert "SECRET_KEY must be set" in result.stderr
 
     def test_a_malformed_variable_is_a_clear_start_up_error(self, tmp_path: Path) -> None:
-        result = run_django({"DEBUG": "true", "WEBCONNECT_DATA_DIR": str(tmp_path), "TRUSTED_PROXY_COUNT": "two"},
-                            "check")
+        result = run_django(
+            {"DEBUG": "true", "WEBCONNECT_DATA_DIR": str(tmp_path), "TRUSTED_PROXY_COUNT": "two"}, "check"
+        )
         assert result.returncode != 0
         assert "TRUSTED_PROXY_COUNT must be an integer" in result.stderr
 

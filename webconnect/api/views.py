@@ -53,8 +53,19 @@ class AuditEventListApi(APIView):
     class OutputSerializer(serializers.ModelSerializer[AuditEvent]):
         class Meta:
             model = AuditEvent
-            fields = ["id", "created_at", "actor_id", "actor_name", "action", "target", "outcome", "client_ip",
-                      "details", "prev_hash", "hash"]
+            fields = [
+                "id",
+                "created_at",
+                "actor_id",
+                "actor_name",
+                "action",
+                "target",
+                "outcome",
+                "client_ip",
+                "details",
+                "prev_hash",
+                "hash",
+            ]
 
     class FilterSerializer(serializers.Serializer[Any]):
         action = serializers.CharField(required=False)

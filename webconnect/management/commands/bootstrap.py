@@ -23,8 +23,7 @@ class Command(BaseCommand):
         generated = password is None
         if password is None:
             password = secrets.token_urlsafe(12)
-        users.create_superuser(username=username, email=os.environ.get("DJANGO_SUPERUSER_EMAIL", ""),
-                               password=password)
+        users.create_superuser(username=username, email=os.environ.get("DJANGO_SUPERUSER_EMAIL", ""), password=password)
         self.stdout.write(self.style.SUCCESS(f"Created administrator {username!r}."))
         if generated:
             self.stdout.write(f"  Sign in as {username} with password: {password}")

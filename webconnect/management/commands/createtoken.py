@@ -57,6 +57,10 @@ class Command(BaseCommand):
             # Stored hashed (RFC 9700): the raw value exists only in this output.
             set_token_value(token, raw_token)
             token.save()
-            audit_record(action="token.issued", actor=user, target=f"access_token:{token.pk}",
-                         details={"via": "createtoken", "scope": token.scope, "expires_in": expires})
+            audit_record(
+                action="token.issued",
+                actor=user,
+                target=f"access_token:{token.pk}",
+                details={"via": "createtoken", "scope": token.scope, "expires_in": expires},
+            )
         self.stdout.write(raw_token)

@@ -18,12 +18,18 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
         argv = [
-            "--bind", host,
-            "--port", str(port),
-            "--websocket-max-message-size", str(settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE),
-            "--websocket-max-frame-size", str(settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE),
-            "--ping-interval", "20",
-            "--ping-timeout", "30",
+            "--bind",
+            host,
+            "--port",
+            str(port),
+            "--websocket-max-message-size",
+            str(settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE),
+            "--websocket-max-frame-size",
+            str(settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE),
+            "--ping-interval",
+            "20",
+            "--ping-timeout",
+            "30",
         ]
         # No --proxy-headers: Daphne would trust the left-most X-Forwarded-For
         # entry, which the client writes; webconnect.net reads it per TRUSTED_PROXY_COUNT.

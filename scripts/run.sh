@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Start webconnect for a newcomer: migrate, create the demo sign-in once, then
+# serve with a Celery worker (and beat) beside the web server. Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBUG="${DEBUG:-true}"
+HOST="${HOST:-127.0.0.1}"
+PORT="${PORT:-8000}"
+PY=.venv/bin/python
+
+$PY manage.py migrate --noinput
+$PY manage.py bootstrap
+if [[ "${DEBUG,,}" != "true" && "${DEBUG}" != "1" ]]; then
+  $PY manage.py collectstatic --noinput --verbosity 0
+fi
+
+if [[ -n "${REDIS_URL:-}" ]]; then broker="Redis"; else broker="the filesystem broker under .data/"; fi
+echo "Starting a Celery worker with beat on $broker"
+$PY -m celery -A webconnect worker --beat --concurrency 1 --loglevel WARNING &
+celery_pid=$!
+trap 'kill "$celery_pid" 2>/dev/null || true; wait "$celery_pid" 2>/dev/null || true' EXIT INT TERM
+
+echo
+echo "webconnect is serving on http://$HOST:$PORT/  (sign in at http://$HOST:$PORT/accounts/login/)"
+echo
+$PY manage.py serve --host "$HOST" --port "$PORT"

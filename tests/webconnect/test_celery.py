@@ -1,0 +1,84 @@
+"""The Celery app is wired: tasks run eagerly in tests and on a real worker over Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from webconnect.audit import audit_record
+from webconnect.celery import app
+from webconnect.models import AuditEvent
+from webconnect.tasks import verify_audit_chain
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.django_db
+def test_the_verify_task_records_a_broken_chain() -> None:
+    first = audit_record(action="test.event")
+    audit_record(action="test.event")
+    AuditEvent.objects.filter(pk=first.pk).update(target="forged")
+    result = verify_audit_chain.delay().get()
+    assert result == {"ok": False, "checked": 0, "broken_event_id": first.pk}
+    assert AuditEvent.objects.filter(action="audit.chain_broken", target=f"audit_event:{first.pk}").exists()
+
+
+def test_the_beat_scheduler_is_the_database_one() -> None:
+    assert app.conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
+    assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
+    assert app.conf.worker_prefetch_multiplier == 1
+
+
+@pytest.mark.services
+@pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored")
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_a_task_from_the_redis_broker() -> None:
+    queue = f"test-{os.environ['WEBCONNECT_TEST_RUN']}"
+    audit_record(action="test.event")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "WEBCONNECT_TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "webconnect",
+            "worker",
+            "-Q",
+            queue,
+            "--pool",
+            "solo",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # The task writes nothing when the chain is intact, so tamper first: the
+        # worker's broken-chain event proves it ran, on the shared database.
+        AuditEvent.objects.update(target="forged")
+        app.send_task("webconnect.verify_audit_chain", queue=queue)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not AuditEvent.objects.filter(action="audit.chain_broken").exists():
+            assert worker.poll() is None, "worker exited"
+            time.sleep(0.2)
+        assert AuditEvent.objects.filter(action="audit.chain_broken").exists()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
