@@ -43,6 +43,9 @@ _RUN = os.environ["WEBCONNECT_TEST_RUN"]
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory, so server processes started by tests share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{_RUN}.sqlite3")}
+else:
+    # One test database per run, so test runs side by side never share one.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_webconnect_{_RUN}"}
 # A server process started by a test uses the test database directly.
 if os.environ.get("WEBCONNECT_TEST_DATABASE_NAME"):
     DATABASES["default"]["NAME"] = os.environ["WEBCONNECT_TEST_DATABASE_NAME"]

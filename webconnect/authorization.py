@@ -1,0 +1,146 @@
+"""The one authorization entry point: `authorize(principal, action, resource, context)`.
+
+Every check in the platform (WebSocket connect/subscribe/publish/presence/
+history, document open and share, dashboards, REST views) calls this, and it
+fails closed: any error denies. Token scopes are applied here too, so a token
+never does more than its scopes allow, whatever the rules say.
+
+The rules below are the built-in defaults (the same ones the policy engine's
+default policy set expresses); the policy engine replaces `_evaluate_rules`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from webconnect.handshake import ConnectionAuth
+
+logger = logging.getLogger(__name__)
+
+# Actions by resource type, and the token scope each needs.
+ACTION_SCOPES: dict[str, str] = {
+    "connect": "realtime:read",
+    "subscribe": "realtime:read",
+    "presence": "realtime:read",
+    "history": "realtime:read",
+    "publish": "realtime:write",
+    "read": "docs:read",
+    "edit": "docs:write",
+    "share": "docs:write",
+    "delete": "docs:write",
+    "view": "dashboards:read",
+    "administer": "policies:admin",
+}
+# Dashboards reuse edit/delete/share with their own scope.
+DASHBOARD_ACTION_SCOPES = {
+    "view": "dashboards:read",
+    "edit": "dashboards:write",
+    "delete": "dashboards:write",
+    "share": "dashboards:write",
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is acting: a user (possibly anonymous) and how they authenticated."""
+
+    user: Any
+    auth: ConnectionAuth = field(default_factory=lambda: ConnectionAuth(method="session"))
+
+    @property
+    def is_authenticated(self) -> bool:
+        return bool(self.user is not None and self.user.is_authenticated)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What is acted on: `type` is Channel, Document, Dashboard or Platform.
+
+    `attrs` carries what the rules need, e.g. for a Channel {"namespace": "chat"},
+    for a Document {"owner_id": 3, "editor_ids": [..], "viewer_ids": [..]}.
+    """
+
+    type: str
+    id: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    policies: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def required_scope(action: str, resource: Resource) -> str | None:
+    if resource.type == "Dashboard":
+        return DASHBOARD_ACTION_SCOPES.get(action)
+    return ACTION_SCOPES.get(action)
+
+
+def authorize(principal: Principal, action: str, resource: Resource, context: dict[str, Any] | None = None) -> Decision:
+    """Decide whether `principal` may do `action` on `resource`. Never raises."""
+    try:
+        scope = required_scope(action, resource)
+        if scope is None:
+            return Decision(False, reason=f"unknown action {action!r} on {resource.type}")
+        if not principal.auth.allows(scope):
+            return Decision(False, reason=f"token lacks scope {scope}")
+        return _evaluate_rules(principal, action, resource, context or {})
+    except Exception as exc:  # fail closed, and say why in the log
+        logger.exception("authorization error: %s %s %s:%s", principal.user, action, resource.type, resource.id)
+        return Decision(False, errors=(f"{type(exc).__name__}: {exc}",), reason="evaluation error")
+
+
+async def aauthorize(
+    principal: Principal, action: str, resource: Resource, context: dict[str, Any] | None = None
+) -> Decision:
+    return await sync_to_async(authorize, thread_sensitive=False)(principal, action, resource, context)
+
+
+def _evaluate_rules(principal: Principal, action: str, resource: Resource, context: dict[str, Any]) -> Decision:
+    user = principal.user
+    authenticated = principal.is_authenticated
+    if authenticated and user.is_staff:
+        return Decision(True, policies=("staff-administer",))
+    if resource.type == "Channel":
+        return _channel_rules(principal, action, resource)
+    if resource.type in {"Document", "Dashboard"} and authenticated:
+        attrs = resource.attrs
+        if attrs.get("owner_id") == user.pk:
+            return Decision(True, policies=("owner-all",))
+        if action in {"read", "view"} and (
+            user.pk in attrs.get("viewer_ids", ()) or user.pk in attrs.get("editor_ids", ())
+        ):
+            return Decision(True, policies=("shared-viewer",))
+        if action == "edit" and user.pk in attrs.get("editor_ids", ()):
+            return Decision(True, policies=("shared-editor",))
+        if action == "view" and attrs.get("visibility") == "public":
+            return Decision(True, policies=("dashboard-public",))
+    return Decision(False, reason="no policy permits this")
+
+
+def _channel_rules(principal: Principal, action: str, resource: Resource) -> Decision:
+    namespace = resource.attrs.get("namespace") or resource.id.split(".", 1)[0]
+    if not principal.is_authenticated:
+        if action in {"connect", "subscribe", "history"} and resource.attrs.get("anonymous_read"):
+            return Decision(True, policies=("anonymous-read",))
+        return Decision(False, reason="sign in required")
+    if action == "connect":
+        return Decision(True, policies=("signed-in-connect",))
+    if namespace == "chat":
+        return Decision(True, policies=("signed-in-chat",))
+    if namespace == "user":
+        # Personal channels: only the owner listens; anyone signed in may write to them.
+        own = resource.id == f"user.{principal.user.pk}"
+        if action == "publish" or own:
+            return Decision(True, policies=("personal-channel",))
+    return Decision(False, reason="no policy permits this")
