@@ -12,6 +12,7 @@ default policy set expresses); the policy engine replaces `_evaluate_rules`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,3 +145,58 @@ def _channel_rules(principal: Principal, action: str, resource: Resource) -> Dec
         if action == "publish" or own:
             return Decision(True, policies=("personal-channel",))
     return Decision(False, reason="no policy permits this")
+
+
+# --- Hooks between the policy engine and the parts that hold live sessions --------
+#
+# When the policy version moves, every process re-checks what it holds open
+# (real-time subscriptions, document rooms) and closes what is now denied. The
+# policy engine calls `notify_policy_change()` in each process (after a Redis
+# notification, or its periodic fallback check); holders register a coroutine
+# with `on_policy_change`.
+
+PolicyChangeCallback = Callable[[], Awaitable[None]]
+_policy_change_callbacks: list[PolicyChangeCallback] = []
+
+
+def on_policy_change(callback: PolicyChangeCallback) -> PolicyChangeCallback:
+    """Register a coroutine function run in this process whenever policies change."""
+    if callback not in _policy_change_callbacks:
+        _policy_change_callbacks.append(callback)
+    return callback
+
+
+async def notify_policy_change() -> None:
+    for callback in list(_policy_change_callbacks):
+        try:
+            await callback()
+        except Exception:
+            logger.exception("policy-change callback %r failed", callback)
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    retry_after: float = 0.0  # seconds until the action may be retried
+    limit: str = ""  # the rule that limited it, e.g. "20/second"
+
+
+async def acheck_rate(principal: Principal, action: str, resource: Resource) -> RateDecision:
+    """Consume one unit of every rate limit that applies to this action.
+
+    The rate-limit policies (policies app) replace `_rate_check`; until then
+    nothing is limited here.
+    """
+    return await _rate_check(principal, action, resource)
+
+
+async def _no_rate_limits(principal: Principal, action: str, resource: Resource) -> RateDecision:
+    return RateDecision(True)
+
+
+_rate_check: Callable[[Principal, str, Resource], Awaitable[RateDecision]] = _no_rate_limits
+
+
+def set_rate_checker(checker: Callable[[Principal, str, Resource], Awaitable[RateDecision]]) -> None:
+    global _rate_check
+    _rate_check = checker
