@@ -1,0 +1,214 @@
+"""The y-websocket wire protocol: parse incoming frames, build outgoing ones.
+
+Frame = var-uint message type, then:
+  0 sync:      var-uint sub-type (0 step 1 + state vector, 1 step 2 + update, 2 update) + var-bytes
+  1 awareness: var-bytes awareness update
+  2 auth:      var-uint 0 (permission denied) + var-string reason
+  3 query awareness: nothing
+
+pycrdt supplies the sync/awareness builders; the auth and query-awareness
+messages it lacks are a few lines here. Parsing is strict (no trailing bytes,
+lengths within the frame) because pycrdt accepts some corrupted updates silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pycrdt import (
+    YMessageType,
+    YSyncMessageType,
+    create_awareness_message,
+    create_update_message,
+    get_state,
+    write_var_uint,
+)
+from pycrdt._sync import create_sync_step1_message, create_sync_step2_message
+
+MESSAGE_SYNC = int(YMessageType.SYNC)
+MESSAGE_AWARENESS = int(YMessageType.AWARENESS)
+MESSAGE_AUTH = 2
+MESSAGE_QUERY_AWARENESS = 3
+AUTH_PERMISSION_DENIED = 0
+
+# Close codes sent when a frame is refused (the protocol has no error message
+# besides permission-denied, so a refused update ends the connection; the
+# client's next sync re-sends whatever was not stored).
+CLOSE_INVALID = 4400
+CLOSE_FORBIDDEN = 4403
+CLOSE_PERMISSIONS_CHANGED = 4409
+CLOSE_TOO_LARGE = 4413
+CLOSE_RATE_LIMITED = 4429
+CLOSE_SERVER_ERROR = 1011
+
+EMPTY_UPDATE = b"\x00\x00"
+
+
+class ProtocolError(Exception):
+    """A frame that is not valid y-websocket; `close_code` says how to refuse it."""
+
+    def __init__(self, message: str, close_code: int = CLOSE_INVALID) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+@dataclass(frozen=True)
+class SyncStep1:
+    state_vector: bytes
+
+
+@dataclass(frozen=True)
+class SyncStep2:
+    update: bytes
+
+
+@dataclass(frozen=True)
+class SyncUpdate:
+    update: bytes
+
+
+@dataclass(frozen=True)
+class AwarenessUpdate:
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class QueryAwareness:
+    pass
+
+
+@dataclass(frozen=True)
+class AuthMessage:
+    kind: int
+    reason: str
+
+
+Message = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessUpdate | QueryAwareness | AuthMessage
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def var_uint(self) -> int:
+        value = 0
+        shift = 0
+        while True:
+            if self.pos >= len(self.data):
+                raise ProtocolError("truncated var-uint")
+            byte = self.data[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise ProtocolError("var-uint too long")
+
+    def var_bytes(self) -> bytes:
+        length = self.var_uint()
+        end = self.pos + length
+        if end > len(self.data):
+            raise ProtocolError("length exceeds frame")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def var_string(self) -> str:
+        try:
+            return self.var_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError("string is not UTF-8") from exc
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise ProtocolError("trailing bytes after message")
+
+
+def parse(frame: bytes) -> Message:
+    """Decode one frame or raise ProtocolError."""
+    reader = _Reader(frame)
+    kind = reader.var_uint()
+    message: Message
+    if kind == MESSAGE_SYNC:
+        sub = reader.var_uint()
+        payload = reader.var_bytes()
+        if sub == YSyncMessageType.SYNC_STEP1:
+            message = SyncStep1(payload)
+        elif sub == YSyncMessageType.SYNC_STEP2:
+            message = SyncStep2(payload)
+        elif sub == YSyncMessageType.SYNC_UPDATE:
+            message = SyncUpdate(payload)
+        else:
+            raise ProtocolError(f"unknown sync message {sub}")
+    elif kind == MESSAGE_AWARENESS:
+        message = AwarenessUpdate(reader.var_bytes())
+    elif kind == MESSAGE_QUERY_AWARENESS:
+        message = QueryAwareness()
+    elif kind == MESSAGE_AUTH:
+        message = AuthMessage(reader.var_uint(), reader.var_string())
+    else:
+        raise ProtocolError(f"unknown message type {kind}")
+    reader.end()
+    return message
+
+
+def check_update(update: bytes) -> None:
+    """Cheap structural check before an update touches any document."""
+    if update == EMPTY_UPDATE:
+        return
+    try:
+        get_state(update)  # decodes every block header: fails on most corruption
+    except Exception as exc:  # pycrdt raises ValueError; anything else is also a bad update
+        raise ProtocolError(f"update does not decode: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class AwarenessEntry:
+    client_id: int
+    clock: int
+    removed: bool
+
+
+def awareness_entries(payload: bytes) -> list[AwarenessEntry]:
+    """The client ids an awareness update speaks for (to remove them when the socket closes)."""
+    reader = _Reader(payload)
+    count = reader.var_uint()
+    if count > 10_000:
+        raise ProtocolError("too many awareness entries")
+    entries = []
+    for _ in range(count):
+        client_id = reader.var_uint()
+        clock = reader.var_uint()
+        state = reader.var_string()
+        entries.append(AwarenessEntry(client_id, clock, state in {"", "null"}))
+    reader.end()
+    return entries
+
+
+def sync_step1(state_vector: bytes) -> bytes:
+    return create_sync_step1_message(state_vector)
+
+
+def sync_step2(update: bytes) -> bytes:
+    return create_sync_step2_message(update)
+
+
+def sync_update(update: bytes) -> bytes:
+    return create_update_message(update)
+
+
+def awareness(payload: bytes) -> bytes:
+    return create_awareness_message(payload)
+
+
+def permission_denied(reason: str) -> bytes:
+    encoded = reason.encode("utf-8")
+    return (
+        write_var_uint(MESSAGE_AUTH) + write_var_uint(AUTH_PERMISSION_DENIED) + write_var_uint(len(encoded)) + encoded
+    )
+
+
+def query_awareness() -> bytes:
+    return write_var_uint(MESSAGE_QUERY_AWARENESS)

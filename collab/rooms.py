@@ -1,0 +1,363 @@
+"""One authoritative Yjs document per open document per process, and its sockets.
+
+The write path of an update, in order:
+  1. validated: strict framing, size limits, decodes, applies to `scratch` (a
+     replica used only to try updates, so a bad one never touches `doc`);
+  2. queued for the room's writer, which commits a batch of updates in one
+     transaction (group commit);
+  3. only after the commit: applied to `doc`, relayed to this process's other
+     sockets and published on the channel layer for other processes.
+So anything a client has seen, from anyone, is in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from pycrdt import Awareness, Doc, get_update
+
+from collab import protocol, services
+from collab.conf import limits
+from collab.protocol import ProtocolError
+from webconnect.authorization import on_policy_change
+
+logger = logging.getLogger(__name__)
+
+# Marks this process's own publications, which its listener must not re-apply.
+PROCESS_ID = uuid.uuid4().hex
+
+
+class Peer(Protocol):
+    user_id: int | None
+    can_edit: bool
+
+    async def send_frame(self, frame: bytes) -> None: ...
+
+    async def close_with(self, code: int) -> None: ...
+
+    async def recheck(self) -> None: ...
+
+
+@dataclass
+class _Pending:
+    update: bytes
+    peer: Peer | None
+    user_id: int | None
+    on_committed: Callable[[], Awaitable[None]] | None = None
+
+
+@dataclass
+class Room:
+    document_id: int
+    doc: Doc[Any] = field(default_factory=Doc)
+    scratch: Doc[Any] = field(default_factory=Doc)
+    peers: dict[Peer, set[int]] = field(default_factory=dict)  # peer -> awareness client ids it announced
+    seq: int = 0  # the highest log id this room has read from the database
+    size: int = 0
+    closed: bool = False
+    multi_process: bool = False
+
+    def __post_init__(self) -> None:
+        self.awareness = Awareness(self.doc)
+        self.awareness.set_local_state(None)  # the server itself is nobody's presence
+        self._pending: list[_Pending] = []
+        self._pending_size = 0
+        self._writer: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._resync: asyncio.Task[None] | None = None
+        self._channel: str | None = None
+
+    @property
+    def group(self) -> str:
+        return services.room_group(self.document_id)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        loaded = await database_sync_to_async(services.document_load)(document_id=self.document_id)
+        if loaded.state:
+            self.doc.apply_update(loaded.state)
+            self.scratch.apply_update(loaded.state)
+        self.seq = loaded.seq
+        self.size = loaded.size
+        layer = get_channel_layer()
+        if layer is not None:
+            self.multi_process = not isinstance(layer, InMemoryChannelLayer)
+            self._channel = await layer.new_channel()
+            await layer.group_add(self.group, self._channel)
+            self._listener = asyncio.create_task(self._listen(layer, self._channel))
+            if self.multi_process:
+                self._resync = asyncio.create_task(self._resync_loop())
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._writer
+        for task in (self._listener, self._resync):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        layer = get_channel_layer()
+        if layer is not None and self._channel is not None:
+            with contextlib.suppress(Exception):
+                await layer.group_discard(self.group, self._channel)
+
+    # --- incoming from a socket ---------------------------------------------------------
+
+    def accept_update(
+        self, peer: Peer, update: bytes, on_committed: Callable[[], Awaitable[None]] | None = None
+    ) -> bool:
+        """Validate and queue an update. False: nothing new in it (already known)."""
+        if len(update) > limits().max_update_bytes:
+            raise ProtocolError("update too large", protocol.CLOSE_TOO_LARGE)
+        if update == protocol.EMPTY_UPDATE:
+            return False
+        protocol.check_update(update)
+        try:
+            # Only the part this document lacks (deletions always included): a
+            # reconnecting client's full re-send is not stored twice.
+            novel = get_update(update, self.scratch.get_state())
+        except Exception as exc:
+            raise ProtocolError(f"update does not decode: {exc}") from exc
+        if novel == protocol.EMPTY_UPDATE:
+            return False
+        if self.size + self._pending_size + len(update) > limits().max_document_bytes:
+            raise ProtocolError("document size limit reached", protocol.CLOSE_TOO_LARGE)
+        try:
+            self.scratch.apply_update(update)
+        except Exception as exc:
+            self._rebuild_scratch()
+            raise ProtocolError(f"update does not apply: {exc}") from exc
+        self._pending.append(_Pending(update, peer, peer.user_id, on_committed))
+        self._pending_size += len(update)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop())
+        return True
+
+    def _rebuild_scratch(self) -> None:
+        self.scratch = Doc()
+        self.scratch.apply_update(self.doc.get_update())
+
+    async def _write_loop(self) -> None:
+        while self._pending:
+            batch, self._pending = (
+                self._pending[: limits().group_commit_max],
+                self._pending[limits().group_commit_max :],
+            )
+            batch_size = sum(len(item.update) for item in batch)
+            try:
+                await database_sync_to_async(services.document_append_updates)(
+                    document_id=self.document_id, updates=[(item.update, item.user_id) for item in batch]
+                )
+            except Exception:
+                logger.exception("could not store %d updates of document %s", len(batch), self.document_id)
+                # Not stored, so never shown to anyone: drop them from the replica
+                # and disconnect their senders, whose next sync re-sends them.
+                self._pending_size -= batch_size
+                self._rebuild_scratch()
+                for peer in {item.peer for item in batch if item.peer is not None}:
+                    with contextlib.suppress(Exception):
+                        await peer.close_with(protocol.CLOSE_SERVER_ERROR)
+                continue
+            self._pending_size -= batch_size
+            self.size += batch_size
+            for item in batch:
+                self.doc.apply_update(item.update)
+                frame = protocol.sync_update(item.update)
+                await self.broadcast(frame, exclude=item.peer)
+                if self.multi_process:
+                    await self._publish({"type": "doc.update", "data": item.update, "origin": PROCESS_ID})
+                if item.on_committed is not None:
+                    with contextlib.suppress(Exception):
+                        await item.on_committed()
+
+    async def flush(self) -> None:
+        """Wait until every queued update is committed (tests, shutdown)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
+    def accept_awareness(self, peer: Peer, payload: bytes) -> None:
+        entries = protocol.awareness_entries(payload)
+        self.awareness.apply_awareness_update(payload, origin=peer)
+        announced = self.peers.setdefault(peer, set())
+        for entry in entries:
+            if entry.removed:
+                announced.discard(entry.client_id)
+            else:
+                announced.add(entry.client_id)
+
+    async def relay_awareness(self, peer: Peer, payload: bytes) -> None:
+        await self.broadcast(protocol.awareness(payload), exclude=peer)
+        if self.multi_process:
+            await self._publish({"type": "doc.awareness", "data": payload, "origin": PROCESS_ID})
+
+    def awareness_frame(self) -> bytes | None:
+        client_ids = list(self.awareness.states)
+        if not client_ids:
+            return None
+        return protocol.awareness(self.awareness.encode_awareness_update(client_ids))
+
+    async def remove_peer(self, peer: Peer) -> None:
+        client_ids = sorted(self.peers.pop(peer, set()))
+        if client_ids:
+            self.awareness.remove_awareness_states(client_ids, origin=peer)
+            payload = self.awareness.encode_awareness_update(client_ids)
+            await self.relay_awareness(peer, payload)
+
+    # --- fan-out ----------------------------------------------------------------------------
+
+    async def broadcast(self, frame: bytes, exclude: Peer | None = None) -> None:
+        for peer in list(self.peers):
+            if peer is not exclude:
+                try:
+                    await peer.send_frame(frame)
+                except Exception:  # a socket closing mid-send; its disconnect cleans up
+                    logger.debug("send to a closing socket failed", exc_info=True)
+
+    async def _publish(self, event: dict[str, Any]) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        try:
+            await layer.group_send(self.group, event)
+        except Exception:  # other processes catch up from the log (see _resync_loop)
+            logger.exception("publish to %s failed", self.group)
+
+    async def _listen(self, layer: Any, channel: str) -> None:
+        while True:
+            try:
+                event = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("room listener for %s failed; retrying", self.group)
+                await asyncio.sleep(1)
+                continue
+            if event.get("origin") == PROCESS_ID:
+                continue
+            try:
+                await self._handle_event(event)
+            except Exception:
+                logger.exception("room event %s failed", event.get("type"))
+
+    async def _handle_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "doc.update":
+            await self.apply_external([bytes(event["data"])])
+        elif kind == "doc.awareness":
+            payload = bytes(event["data"])
+            self.awareness.apply_awareness_update(payload, origin="remote")
+            await self.broadcast(protocol.awareness(payload))
+        elif kind == "doc.recheck":
+            for peer in list(self.peers):
+                await peer.recheck()
+
+    async def apply_external(self, updates: list[bytes]) -> None:
+        """Updates already stored by someone else (another process, a restore): apply and relay the news."""
+        before = self.doc.get_state()
+        for update in updates:
+            try:
+                self.doc.apply_update(update)
+                self.scratch.apply_update(update)
+            except Exception:
+                logger.exception("stored update for document %s does not apply", self.document_id)
+        diff = self.doc.get_update(before)
+        if diff != protocol.EMPTY_UPDATE:
+            await self.broadcast(protocol.sync_update(diff))
+
+    async def _resync_loop(self) -> None:
+        # Pub/sub may lose messages (a Redis reconnect, a full channel): read the
+        # log now and then so every process converges on what is stored.
+        interval = limits().resync_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                parts, seq = await database_sync_to_async(services.document_updates_since)(
+                    document_id=self.document_id, seq=max(0, self.seq - limits().resync_overlap)
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("resync of document %s failed", self.document_id)
+                continue
+            self.seq = max(self.seq, seq)
+            if parts:
+                await self.apply_external(parts)
+
+
+# --- The registry: one room per document per event loop ----------------------------------------
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self.rooms: dict[int, Room] = {}
+        self.locks: dict[int, asyncio.Lock] = {}
+
+    def lock(self, document_id: int) -> asyncio.Lock:
+        return self.locks.setdefault(document_id, asyncio.Lock())
+
+
+_registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Registry] = weakref.WeakKeyDictionary()
+
+
+def _registry() -> _Registry:
+    loop = asyncio.get_running_loop()
+    registry = _registries.get(loop)
+    if registry is None:
+        registry = _registries[loop] = _Registry()
+    return registry
+
+
+def open_rooms() -> list[Room]:
+    return list(_registry().rooms.values())
+
+
+async def join(document_id: int, peer: Peer) -> Room:
+    registry = _registry()
+    async with registry.lock(document_id):
+        room = registry.rooms.get(document_id)
+        if room is None or room.closed:
+            room = Room(document_id)
+            await room.open()
+            registry.rooms[document_id] = room
+        room.peers.setdefault(peer, set())
+        return room
+
+
+async def leave(room: Room, peer: Peer) -> None:
+    await room.remove_peer(peer)
+    registry = _registry()
+    async with registry.lock(room.document_id):
+        if room.peers or room.closed:
+            return
+        registry.rooms.pop(room.document_id, None)
+        await room.close()
+    await _schedule_compaction(room.document_id)
+
+
+async def _schedule_compaction(document_id: int) -> None:
+    from collab.tasks import compact_document
+
+    try:
+        await database_sync_to_async(compact_document.delay)(document_id)
+    except Exception:  # the periodic compaction picks it up later
+        logger.exception("could not schedule compaction of document %s", document_id)
+
+
+@on_policy_change
+async def _recheck_all_rooms() -> None:
+    """Policies changed: every open socket re-checks its rights."""
+    for room in open_rooms():
+        for peer in list(room.peers):
+            await peer.recheck()

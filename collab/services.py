@@ -1,0 +1,282 @@
+"""Writes for documents: the update log, compaction, versions, sharing.
+
+Everything here is synchronous ORM code; the consumer calls it through
+`database_sync_to_async`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.db.models import F, Max
+from django.utils import timezone
+from pycrdt import Doc, XmlFragment, merge_updates
+
+from collab.conf import limits
+from collab.models import Document, DocumentShare, DocumentUpdate, DocumentVersion
+
+logger = logging.getLogger(__name__)
+
+FRAGMENT = "default"  # the XmlFragment Tiptap's Collaboration extension edits
+
+
+class DocumentTooLarge(Exception):
+    pass
+
+
+def room_group(document_id: int) -> str:
+    return f"collab.doc.{document_id}"
+
+
+def _publish_on_commit(document_id: int, event: dict[str, Any]) -> None:
+    """Tell every process holding the document open (its room listens on this group)."""
+
+    def send() -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        try:
+            async_to_sync(layer.group_send)(room_group(document_id), event)
+        except Exception:  # the room's periodic resync from the log catches up
+            logger.exception("could not notify rooms of document %s", document_id)
+
+    transaction.on_commit(send)
+
+
+# --- The log -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedDocument:
+    state: bytes  # one merged update: snapshot + every log row
+    seq: int  # the highest log id included
+    size: int
+
+
+def document_load(*, document_id: int) -> LoadedDocument:
+    """Snapshot and log read under the row lock compaction takes, so they match."""
+    with transaction.atomic():
+        document = Document.objects.select_for_update().get(pk=document_id)
+        rows = list(
+            DocumentUpdate.objects.filter(document_id=document_id, id__gt=document.snapshot_seq)
+            .order_by("id")
+            .values_list("id", "data")
+        )
+    parts = [bytes(document.snapshot)] if document.snapshot else []
+    parts += [bytes(data) for _, data in rows]
+    seq = rows[-1][0] if rows else document.snapshot_seq
+    state = merge_updates(*parts) if len(parts) > 1 else (parts[0] if parts else b"")
+    return LoadedDocument(state=state, seq=seq, size=int(document.size))
+
+
+def document_updates_since(*, document_id: int, seq: int) -> tuple[list[bytes], int]:
+    """Log rows after `seq` (for a room catching up); the snapshot too if compaction passed `seq`."""
+    with transaction.atomic():
+        document = Document.objects.select_for_update().get(pk=document_id)
+        rows = list(
+            DocumentUpdate.objects.filter(document_id=document_id, id__gt=max(seq, document.snapshot_seq))
+            .order_by("id")
+            .values_list("id", "data")
+        )
+    parts = [bytes(document.snapshot)] if document.snapshot_seq > seq and document.snapshot else []
+    parts += [bytes(data) for _, data in rows]
+    return parts, max([seq, document.snapshot_seq, *[row_id for row_id, _ in rows]])
+
+
+def document_append_updates(*, document_id: int, updates: list[tuple[bytes, int | None]]) -> int:
+    """Append accepted updates (group commit: one transaction for a batch). Returns the last id."""
+    total = sum(len(data) for data, _ in updates)
+    with transaction.atomic():
+        rows = DocumentUpdate.objects.bulk_create(
+            [DocumentUpdate(document_id=document_id, data=data, user_id=user_id) for data, user_id in updates]
+        )
+        Document.objects.filter(pk=document_id).update(size=F("size") + total, updated_at=timezone.now())
+    last = rows[-1].id if rows and rows[-1].id is not None else 0
+    if not last:  # backends that do not return ids from bulk_create
+        last = DocumentUpdate.objects.filter(document_id=document_id).aggregate(m=Max("id"))["m"] or 0
+    return int(last)
+
+
+def document_compact(*, document_id: int) -> bool:
+    """Fold the log into the snapshot. Idempotent; the row lock makes concurrent runs queue.
+
+    Writers keep appending while this runs: only rows up to the id read under
+    the lock are folded and deleted, later rows stay in the log.
+    """
+    with transaction.atomic():
+        try:
+            document = Document.objects.select_for_update().get(pk=document_id)
+        except Document.DoesNotExist:
+            return False
+        rows = list(
+            DocumentUpdate.objects.filter(document_id=document_id, id__gt=document.snapshot_seq)
+            .order_by("id")
+            .values_list("id", "data", "user__username")
+        )
+        if not rows:
+            return False
+        parts = ([bytes(document.snapshot)] if document.snapshot else []) + [bytes(data) for _, data, _ in rows]
+        doc: Doc[Any] = Doc()
+        for part in parts:
+            doc.apply_update(part)
+        state = doc.get_update()
+        last = rows[-1][0]
+        authors = sorted({name for _, _, name in rows if name})
+        DocumentVersion.objects.create(document=document, automatic=True, state=state, seq=last, authors=authors)
+        DocumentUpdate.objects.filter(document_id=document_id, id__lte=last).delete()
+        Document.objects.filter(pk=document_id).update(snapshot=state, snapshot_seq=last, size=len(state))
+        _trim_automatic_versions(document_id)
+    return True
+
+
+def _trim_automatic_versions(document_id: int) -> None:
+    keep = limits().automatic_versions_kept
+    stale = DocumentVersion.objects.filter(document_id=document_id, automatic=True).order_by("-created_at", "-id")[
+        keep:
+    ]
+    DocumentVersion.objects.filter(pk__in=[v.pk for v in stale]).delete()
+
+
+def document_state(*, document_id: int) -> bytes:
+    return document_load(document_id=document_id).state
+
+
+def load_doc(state: bytes) -> Doc[Any]:
+    doc: Doc[Any] = Doc()
+    if state:
+        doc.apply_update(state)
+    return doc
+
+
+def document_change(*, document: Document, user: Any, change: Callable[[XmlFragment], None]) -> bytes:
+    """Make a server-side edit as a new Yjs change on top of the current state.
+
+    The change is appended to the log like any client's and pushed to open rooms.
+    """
+    doc = load_doc(document_state(document_id=document.pk))
+    before = doc.get_state()
+    fragment = doc.get(FRAGMENT, type=XmlFragment)
+    with doc.transaction(origin="server"):
+        change(fragment)
+    update = doc.get_update(before)
+    with transaction.atomic():
+        document_append_updates(document_id=document.pk, updates=[(update, getattr(user, "pk", None))])
+        _publish_on_commit(document.pk, {"type": "doc.update", "data": update, "origin": "server"})
+    return update
+
+
+# --- Documents ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def document_create(*, owner: Any, title: str, initial: Callable[[XmlFragment], None] | None = None) -> Document:
+    document = Document.objects.create(owner=owner, title=title.strip()[:200] or "Untitled")
+    if initial is not None:
+        doc: Doc[Any] = Doc()
+        fragment = doc.get(FRAGMENT, type=XmlFragment)
+        with doc.transaction(origin="server"):
+            initial(fragment)
+        document_append_updates(document_id=document.pk, updates=[(doc.get_update(), owner.pk)])
+    return document
+
+
+def document_rename(*, document: Document, title: str) -> Document:
+    document.title = title.strip()[:200] or "Untitled"
+    document.save(update_fields=["title", "updated_at"])
+    return document
+
+
+@transaction.atomic
+def document_delete(*, document: Document) -> None:
+    document_id = document.pk
+    document.delete()
+    _publish_on_commit(document_id, {"type": "doc.recheck"})
+
+
+# --- Versions ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def version_create(*, document: Document, user: Any, name: str) -> DocumentVersion:
+    loaded = document_load(document_id=document.pk)
+    return DocumentVersion.objects.create(
+        document=document,
+        name=name.strip()[:200] or "Version",
+        state=loaded.state,
+        seq=loaded.seq,
+        created_by=user,
+        authors=[user.get_username()],
+    )
+
+
+def version_restore(*, document: Document, version: DocumentVersion, user: Any) -> bytes:
+    """Restore as a new change: replace the content with the version's, on top of later work."""
+    old = load_doc(bytes(version.state)).get(FRAGMENT, type=XmlFragment)
+
+    def replace(fragment: XmlFragment) -> None:
+        del fragment.children[0 : len(fragment.children)]
+        for child in old.children:
+            copy_xml_node(child, fragment)
+
+    return document_change(document=document, user=user, change=replace)
+
+
+def copy_xml_node(node: Any, parent: Any) -> None:
+    """Deep-copy a Yjs XML node (element or text with formatting) under `parent`."""
+    from pycrdt import XmlElement, XmlText
+
+    if isinstance(node, XmlText):
+        text = parent.children.append(XmlText())
+        index = 0
+        for content, attrs in node.diff():
+            if isinstance(content, str):
+                text.insert(index, content, attrs or None)
+                index += len(content)
+        return
+    if isinstance(node, XmlElement):
+        element = parent.children.append(XmlElement(node.tag))
+        attributes: Any = node.attributes
+        for key, value in attributes:
+            element.attributes[key] = value
+        for child in node.children:
+            copy_xml_node(child, element)
+
+
+# --- Sharing --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def share_grant(*, document: Document, role: str, user: Any = None, group: Group | None = None) -> DocumentShare:
+    if role not in {DocumentShare.VIEWER, DocumentShare.EDITOR}:
+        raise ValueError("role must be viewer or editor")
+    if (user is None) == (group is None):
+        raise ValueError("share with exactly one user or one group")
+    if user is not None and user.pk == document.owner_id:
+        raise ValueError("the owner already has every right")
+    share, _ = DocumentShare.objects.update_or_create(
+        document=document, user=user, group=group, defaults={"role": role}
+    )
+    # A downgrade from editor to viewer must reach open sockets too.
+    _publish_on_commit(document.pk, {"type": "doc.recheck"})
+    return share
+
+
+@transaction.atomic
+def share_revoke(*, share: DocumentShare) -> None:
+    document_id = share.document_id
+    share.delete()
+    _publish_on_commit(document_id, {"type": "doc.recheck"})
+
+
+def shares_for(documents: Iterable[Document]) -> dict[int, list[DocumentShare]]:
+    result: dict[int, list[DocumentShare]] = {}
+    for share in DocumentShare.objects.filter(document__in=list(documents)).select_related("user", "group"):
+        result.setdefault(share.document_id, []).append(share)
+    return result
