@@ -92,6 +92,16 @@ def _fresh_rate_limits() -> None:
     throttling._limit.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_policy_caches() -> None:
+    """Each test reads the policy set of its own database (a rolled-back test leaves
+    this process's cache holding policies that no longer exist)."""
+    from policies import engine, ratelimit
+
+    engine.clear_caches()
+    ratelimit.reset()
+
+
 # --- Actors -------------------------------------------------------------------------
 
 PASSWORD = "correct horse battery staple"

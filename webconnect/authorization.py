@@ -5,8 +5,8 @@ history, document open and share, dashboards, REST views) calls this, and it
 fails closed: any error denies. Token scopes are applied here too, so a token
 never does more than its scopes allow, whatever the rules say.
 
-The rules below are the built-in defaults (the same ones the policy engine's
-default policy set expresses); the policy engine replaces `_evaluate_rules`.
+Decisions come from the Cedar policy engine (`policies.engine`); its default
+policy set, installed by a migration, expresses the built-in rules.
 """
 
 from __future__ import annotations
@@ -108,43 +108,14 @@ async def aauthorize(
 
 
 def _evaluate_rules(principal: Principal, action: str, resource: Resource, context: dict[str, Any]) -> Decision:
-    user = principal.user
-    authenticated = principal.is_authenticated
-    if authenticated and user.is_staff:
-        return Decision(True, policies=("staff-administer",))
-    if resource.type == "Channel":
-        return _channel_rules(principal, action, resource)
-    if resource.type in {"Document", "Dashboard"} and authenticated:
-        attrs = resource.attrs
-        if attrs.get("owner_id") == user.pk:
-            return Decision(True, policies=("owner-all",))
-        if action in {"read", "view"} and (
-            user.pk in attrs.get("viewer_ids", ()) or user.pk in attrs.get("editor_ids", ())
-        ):
-            return Decision(True, policies=("shared-viewer",))
-        if action == "edit" and user.pk in attrs.get("editor_ids", ()):
-            return Decision(True, policies=("shared-editor",))
-        if action == "view" and attrs.get("visibility") == "public":
-            return Decision(True, policies=("dashboard-public",))
-    return Decision(False, reason="no policy permits this")
+    # The Cedar policy set (policies app) decides: the default policies installed
+    # by its migration are the built-in rules (staff, owners, shares, chat.*,
+    # personal channels user.<id>), administrators edit them in the admin.
+    from policies import engine, watch
 
-
-def _channel_rules(principal: Principal, action: str, resource: Resource) -> Decision:
-    namespace = resource.attrs.get("namespace") or resource.id.split(".", 1)[0]
-    if not principal.is_authenticated:
-        if action in {"connect", "subscribe", "history"} and resource.attrs.get("anonymous_read"):
-            return Decision(True, policies=("anonymous-read",))
-        return Decision(False, reason="sign in required")
-    if action == "connect":
-        return Decision(True, policies=("signed-in-connect",))
-    if namespace == "chat":
-        return Decision(True, policies=("signed-in-chat",))
-    if namespace == "user":
-        # Personal channels: only the owner listens; anyone signed in may write to them.
-        own = resource.id == f"user.{principal.user.pk}"
-        if action == "publish" or own:
-            return Decision(True, policies=("personal-channel",))
-    return Decision(False, reason="no policy permits this")
+    decision = engine.decide(principal, action, resource, context)
+    watch.remember_loop()
+    return decision
 
 
 # --- Hooks between the policy engine and the parts that hold live sessions --------

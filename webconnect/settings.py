@@ -153,6 +153,22 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     RATE_LIMIT_STORAGE_URI = envstr("RATE_LIMIT_STORAGE_URI", "memory://")
 
+# --- Policies (Cedar access policies, rate-limit policies) ----------------------
+
+# Each process re-reads the policy version at least this often (seconds), even
+# if it missed the Redis notification that normally arrives within milliseconds.
+POLICY_POLL_INTERVAL = envint("POLICY_POLL_INTERVAL", 2, minimum=1)
+# Decisions are cached this long (seconds) within one policy version; 0 = off.
+POLICY_DECISION_CACHE_SECONDS = envint("POLICY_DECISION_CACHE_SECONDS", 5, minimum=0)
+# Denials and rate-limit hits are audited once per key per this many seconds
+# (repeats are counted into the next event), so a flood cannot flood the audit log.
+POLICY_AUDIT_INTERVAL = envint("POLICY_AUDIT_INTERVAL", 60, minimum=1)
+# Server processes watch for policy changes (Redis pub/sub + the periodic check)
+# and re-check live sessions; off for one-shot commands.
+POLICY_WATCH = envbool("POLICY_WATCH", True)
+POLICY_NOTIFY_CHANNEL = envstr("POLICY_NOTIFY_CHANNEL", "webconnect:policy-version")
+RATE_LIMIT_KEY_PREFIX = envstr("RATE_LIMIT_KEY_PREFIX", "webconnect")
+
 # --- Authentication ----------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
