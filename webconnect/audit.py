@@ -215,3 +215,23 @@ def _export_row(event: AuditEvent) -> dict[str, Any]:
         "prev_hash": event.prev_hash,
         "hash": event.hash,
     }
+
+
+def audit_prune_batch(*, through_event_id: int, batch_size: int) -> int:
+    """Delete the oldest events up to `through_event_id`, one batch, keeping the chain verifiable.
+
+    In the same transaction the head's checkpoint moves to the hash of the
+    last deleted event, so the first surviving event still links to where
+    verification starts. Returns how many were deleted (0 when done).
+    """
+    with transaction.atomic():
+        head = _locked_head()
+        batch = list(
+            AuditEvent.objects.filter(id__lte=through_event_id).order_by("id").values_list("id", "hash")[:batch_size]
+        )
+        if not batch:
+            return 0
+        AuditEvent.objects.filter(id__in=[event_id for event_id, _ in batch]).delete()
+        head.checkpoint_hash = batch[-1][1]
+        head.save(update_fields=["checkpoint_hash"])
+    return len(batch)

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "webconnect",
+    "webconnect.jobs",
     "policies",
     "collab",
     "dashboards",
@@ -293,8 +294,13 @@ SPECTACULAR_SETTINGS = {
 
 if REDIS_URL:
     CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
+    # A task a killed worker had taken (acks_late) goes back to the queue once it
+    # has been unacknowledged for visibility_timeout; workers look for such tasks
+    # every interval x throttle seconds (kombu's defaults: 10 x 10).
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
         "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1),
+        "unacked_restore_interval": envint("CELERY_UNACKED_RESTORE_INTERVAL", 10, minimum=1),
+        "unacked_restore_throttle": envint("CELERY_UNACKED_RESTORE_THROTTLE", 10, minimum=1),
     }
 else:
     # A broker that needs no server: messages are files under DATA_DIR, shared
@@ -320,12 +326,41 @@ CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
+# --- Jobs (retention, compaction, audit) ---------------------------------------
+
+JOB_BATCH_SIZE = envint("JOB_BATCH_SIZE", 1000, minimum=1)
+# A running job holds a lease this long and renews it after every batch; a
+# killed worker's lease lapses after it, and the redelivered task carries on.
+JOB_LEASE_SECONDS = envint("JOB_LEASE_SECONDS", 120, minimum=1)
+JOB_BATCH_PAUSE_MS = envint("JOB_BATCH_PAUSE_MS", 0, minimum=0)
+JOB_FAILURE_ALERT_THRESHOLD = envint("JOB_FAILURE_ALERT_THRESHOLD", 3, minimum=1)
+AUDIT_EXPORT_DIR = envstr("AUDIT_EXPORT_DIR", str(DATA_DIR / "audit-exports"))
+
 # --- Real-time server -------------------------------------------------------------
 
 # Daphne's own default (1 MiB) is kept on purpose for JSON frames; a Yjs first
 # sync of a large document is the case that needs more, so it is one setting.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = envint("WEBSOCKET_MAX_MESSAGE_SIZE", 4 * 1024 * 1024, minimum=1024)
 DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = envint("WEBSOCKET_MAX_FRAME_SIZE", 1024 * 1024, minimum=1024)
+
+# Real-time messaging (/ws/, webconnect.realtime). The server sends a `ping` frame
+# every interval; a connection that sends nothing for the idle timeout is closed.
+REALTIME_HEARTBEAT_INTERVAL = envint("REALTIME_HEARTBEAT_INTERVAL", 25, minimum=1)
+REALTIME_IDLE_TIMEOUT = envint("REALTIME_IDLE_TIMEOUT", 75, minimum=2)
+# A JSON frame larger than this closes the connection with 1009.
+REALTIME_MAX_FRAME_BYTES = envint("REALTIME_MAX_FRAME_BYTES", 64 * 1024, minimum=256)
+REALTIME_MAX_SUBSCRIPTIONS = envint("REALTIME_MAX_SUBSCRIPTIONS", 100, minimum=1)
+# Frames waiting to be written to one socket; a consumer that falls this far behind is disconnected.
+REALTIME_QUEUE_SIZE = envint("REALTIME_QUEUE_SIZE", 1000, minimum=1)
+# Ordered frame transformers (dotted paths to async callables), then plugin request methods ("name=dotted.path").
+REALTIME_PIPELINE = envlist(
+    "REALTIME_PIPELINE", ["webconnect.realtime.pipeline.validate_payload", "webconnect.realtime.pipeline.audit_tap"]
+)
+REALTIME_REQUEST_METHODS = envlist("REALTIME_REQUEST_METHODS")
+# Keys and pub/sub channels of the real-time hub in Redis (services mode) start with this.
+REALTIME_REDIS_PREFIX = envstr("REALTIME_REDIS_PREFIX", "webconnect:rt")
+# /metrics is for staff, and for these client addresses (exact IPs or CIDR ranges).
+METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS")
 
 # --- Internationalisation, static files -----------------------------------------
 

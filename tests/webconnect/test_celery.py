@@ -13,19 +13,21 @@ from django.db import connection
 
 from webconnect.audit import audit_record
 from webconnect.celery import app
+from webconnect.jobs.models import JobRun
+from webconnect.jobs.tasks import run_job
 from webconnect.models import AuditEvent
-from webconnect.tasks import verify_audit_chain
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.django_db
-def test_the_verify_task_records_a_broken_chain() -> None:
+def test_the_verify_job_task_records_a_broken_chain() -> None:
     first = audit_record(action="test.event")
     audit_record(action="test.event")
     AuditEvent.objects.filter(pk=first.pk).update(target="forged")
-    result = verify_audit_chain.delay().get()
-    assert result == {"ok": False, "checked": 0, "broken_event_id": first.pk}
+    result = run_job.delay("verify_audit").get()
+    assert result["status"] == "failed"
+    assert JobRun.objects.get(pk=result["run_id"]).details["broken_event_id"] == first.pk
     assert AuditEvent.objects.filter(action="audit.chain_broken", target=f"audit_event:{first.pk}").exists()
 
 
@@ -73,7 +75,7 @@ def test_a_real_worker_runs_a_task_from_the_redis_broker() -> None:
         # The task writes nothing when the chain is intact, so tamper first: the
         # worker's broken-chain event proves it ran, on the shared database.
         AuditEvent.objects.update(target="forged")
-        app.send_task("webconnect.verify_audit_chain", queue=queue)
+        app.send_task("webconnect.run_job", args=["verify_audit"], queue=queue)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not AuditEvent.objects.filter(action="audit.chain_broken").exists():
             assert worker.poll() is None, "worker exited"

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class JobsConfig(AppConfig):
+    name = "webconnect.jobs"
+    label = "jobs"
+    verbose_name = "Jobs and retention"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from webconnect.jobs import builtin, metrics  # noqa: F401  (registers the built-in jobs and the collector)
+
+        post_migrate.connect(_create_schedules, sender=self)
+
+
+def _create_schedules(**kwargs: object) -> None:
+    # After every migrate, so each job (including ones added by later releases) has a schedule to edit.
+    from webconnect.jobs.schedules import ensure_periodic_tasks
+
+    ensure_periodic_tasks()
