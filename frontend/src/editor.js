@@ -1,0 +1,151 @@
+// The co-editing page: Tiptap 3 on a Yjs document synced by y-websocket's stock provider.
+// Configuration comes from <script id="collab-config" type="application/json"> rendered by Django.
+import { Editor } from '@tiptap/core'
+import StarterKit from '@tiptap/starter-kit'
+import Collaboration from '@tiptap/extension-collaboration'
+import CollaborationCaret from '@tiptap/extension-collaboration-caret'
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+
+const COLORS = ['#d7263d', '#1b998b', '#2e86ab', '#f46036', '#5f0f40', '#6a4c93', '#c5283d', '#0f7173']
+
+function colorFor (name) {
+  let hash = 0
+  for (const ch of name) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0
+  return COLORS[hash % COLORS.length]
+}
+
+function el (tag, attrs = {}, text = '') {
+  const node = document.createElement(tag)
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value)
+  if (text) node.textContent = text
+  return node
+}
+
+function start () {
+  const configNode = document.getElementById('collab-config')
+  if (!configNode) return
+  const config = JSON.parse(configNode.textContent)
+  const root = document.querySelector('[data-collab-editor]')
+  const status = document.querySelector('[data-testid="connection-status"]')
+  const avatars = document.querySelector('[data-testid="avatars"]')
+  const toolbar = document.querySelector('[data-testid="toolbar"]')
+
+  const ydoc = new Y.Doc()
+  const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws'
+  const serverUrl = config.wsBase || `${scheme}://${window.location.host}/ws/docs`
+  // The session cookie authenticates the socket (same origin).
+  const provider = new WebsocketProvider(serverUrl, String(config.documentId), ydoc, { maxBackoffTime: 5000 })
+  const user = { name: config.userName, color: colorFor(config.userName) }
+
+  const editor = new Editor({
+    element: root,
+    editable: Boolean(config.canEdit),
+    extensions: [
+      StarterKit.configure({ undoRedo: false, link: { openOnClick: false } }),
+      Collaboration.configure({ document: ydoc }),
+      CollaborationCaret.configure({ provider, user })
+    ]
+  })
+
+  // --- connection indicator: connected / reconnecting / offline with pending edits
+  let pending = false
+  let online = navigator.onLine
+  ydoc.on('update', (_update, origin) => {
+    if (origin !== provider && !(provider.wsconnected && provider.synced)) pending = true
+    render()
+  })
+  provider.on('sync', (synced) => {
+    // The server answers our sync only after our pending edits are committed.
+    if (synced) pending = false
+    render()
+  })
+  provider.on('status', render)
+  window.addEventListener('online', () => { online = true; render() })
+  window.addEventListener('offline', () => { online = false; render() })
+  let denied = ''
+  provider.on('connection-close', (event) => {
+    if (!event) return
+    if (event.code === 4403) {
+      denied = 'Access to this document was revoked.'
+      provider.shouldConnect = false
+      editor.setEditable(false)
+    } else if (event.code === 4409) {
+      // Rights changed (e.g. editor -> viewer): reload to get the right mode.
+      window.location.reload()
+    }
+    render()
+  })
+
+  function render () {
+    let state
+    let label
+    if (denied) { state = 'denied'; label = denied } else if (provider.wsconnected && provider.synced) {
+      state = 'connected'; label = 'Connected'
+    } else if (!online || !provider.shouldConnect) {
+      state = 'offline'; label = pending ? 'Offline, edits pending' : 'Offline'
+    } else {
+      state = 'reconnecting'; label = pending ? 'Reconnecting, edits pending' : 'Reconnecting…'
+    }
+    status.dataset.state = state
+    status.dataset.pending = pending ? 'true' : 'false'
+    status.textContent = label
+  }
+
+  // --- avatar row
+  function renderAvatars () {
+    avatars.replaceChildren()
+    const seen = new Set()
+    for (const [clientId, state] of provider.awareness.getStates()) {
+      if (!state || !state.user) continue
+      const key = state.user.name + (clientId === ydoc.clientID ? ' (you)' : '')
+      if (seen.has(key)) continue
+      seen.add(key)
+      const avatar = el('span', { class: 'avatar', title: key, 'data-testid': 'avatar' }, state.user.name.slice(0, 2).toUpperCase())
+      avatar.style.background = state.user.color
+      avatar.dataset.name = state.user.name
+      avatars.appendChild(avatar)
+    }
+  }
+  provider.awareness.on('change', renderAvatars)
+  renderAvatars()
+
+  // --- toolbar
+  const actions = {
+    h1: () => editor.chain().focus().toggleHeading({ level: 1 }).run(),
+    h2: () => editor.chain().focus().toggleHeading({ level: 2 }).run(),
+    bold: () => editor.chain().focus().toggleBold().run(),
+    italic: () => editor.chain().focus().toggleItalic().run(),
+    bullet: () => editor.chain().focus().toggleBulletList().run(),
+    ordered: () => editor.chain().focus().toggleOrderedList().run(),
+    code: () => editor.chain().focus().toggleCode().run(),
+    codeblock: () => editor.chain().focus().toggleCodeBlock().run(),
+    link: () => {
+      const previous = editor.getAttributes('link').href || ''
+      const href = window.prompt('Link address', previous)
+      if (href === null) return
+      if (href === '') editor.chain().focus().unsetLink().run()
+      else editor.chain().focus().extendMarkRange('link').setLink({ href }).run()
+    },
+    undo: () => editor.chain().focus().undo().run(),
+    redo: () => editor.chain().focus().redo().run()
+  }
+  if (toolbar) {
+    toolbar.addEventListener('click', (event) => {
+      const button = event.target.closest('button[data-action]')
+      if (button && actions[button.dataset.action]) actions[button.dataset.action]()
+    })
+    if (!config.canEdit) for (const button of toolbar.querySelectorAll('button')) button.disabled = true
+    editor.on('transaction', () => {
+      for (const button of toolbar.querySelectorAll('button[data-mark]')) {
+        const [name, level] = button.dataset.mark.split(':')
+        button.classList.toggle('active', editor.isActive(name, level ? { level: Number(level) } : undefined))
+      }
+    })
+  }
+  render()
+  window.webconnectEditor = { editor, ydoc, provider, Y }
+}
+
+if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start)
+else start()
