@@ -15,7 +15,8 @@ from collab.conf import LIMITS
 from collab.models import Document, DocumentShare, DocumentUpdate
 from tests.collab.yclient import YClient, awareness_states, connect
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# serialized_rollback: the default policy set (migration data) survives the flush between tests.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 SCOPES = "docs:read docs:write"
 
