@@ -6,6 +6,7 @@ Everything here is synchronous ORM code; the consumer calls it through
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ def _publish_on_commit(document_id: int, event: dict[str, Any]) -> None:
 
     def send() -> None:
         layer = get_channel_layer()
-        if layer is None:
+        if layer is None or _in_event_loop():
+            # No room lives in a thread that runs a loop (only tests call services so).
             return
         try:
             async_to_sync(layer.group_send)(room_group(document_id), event)
@@ -48,6 +50,14 @@ def _publish_on_commit(document_id: int, event: dict[str, Any]) -> None:
             logger.exception("could not notify rooms of document %s", document_id)
 
     transaction.on_commit(send)
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 # --- The log -----------------------------------------------------------------------
