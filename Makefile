@@ -37,5 +37,9 @@ format: $(VENV)/.dev-installed
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
+## Rebuild the co-editing bundle (collab/static/collab/editor.bundle.js) from frontend/'s lockfile.
+assets:
+	cd frontend && npm ci --no-audit --no-fund && npm run build
+
 clean:
 	rm -rf $(VENV) .data staticfiles test-artifacts

@@ -31,14 +31,15 @@ MESSAGE_AUTH = 2
 MESSAGE_QUERY_AWARENESS = 3
 AUTH_PERMISSION_DENIED = 0
 
-# Close codes sent when a frame is refused (the protocol has no error message
-# besides permission-denied, so a refused update ends the connection; the
-# client's next sync re-sends whatever was not stored).
+# Close codes. The protocol has no error message besides permission-denied, so
+# a refused frame ends the connection. y-websocket's convention (3.x
+# `shouldReconnect`): 4400-4499 are permanent, the provider stops reconnecting;
+# 4500-4599 are "try again later"; a reconnect re-sends whatever was not stored.
 CLOSE_INVALID = 4400
 CLOSE_FORBIDDEN = 4403
-CLOSE_PERMISSIONS_CHANGED = 4409
 CLOSE_TOO_LARGE = 4413
-CLOSE_RATE_LIMITED = 4429
+CLOSE_PERMISSIONS_CHANGED = 4509  # reconnect to get the new rights (e.g. editor -> viewer)
+CLOSE_RATE_LIMITED = 4529
 CLOSE_SERVER_ERROR = 1011
 
 EMPTY_UPDATE = b"\x00\x00"

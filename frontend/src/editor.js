@@ -70,7 +70,7 @@ function start () {
       denied = 'Access to this document was revoked.'
       provider.shouldConnect = false
       editor.setEditable(false)
-    } else if (event.code === 4409) {
+    } else if (event.code === 4509) {
       // Rights changed (e.g. editor -> viewer): reload to get the right mode.
       window.location.reload()
     }

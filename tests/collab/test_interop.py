@@ -1,0 +1,103 @@
+"""Interoperability: Node's stock y-websocket provider and a Python client meet through a live Daphne."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from asgiref.sync import sync_to_async
+from pycrdt import Awareness, Doc, Text
+
+from collab import protocol, services
+from tests.conftest import ROOT, LiveServer
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+NODE_MODULES = ROOT / "frontend" / "node_modules"
+SCRIPT = Path(__file__).with_name("interop.cjs")
+
+
+class RawClient:
+    """pycrdt document + a plain `websockets` connection speaking y-websocket."""
+
+    def __init__(self, socket: Any) -> None:
+        self.socket = socket
+        self.doc: Doc[Any] = Doc()
+        self.awareness = Awareness(self.doc)
+        self.synced = False
+
+    @property
+    def text(self) -> Text:
+        return self.doc.get("t", type=Text)
+
+    async def handle(self, frame: bytes) -> None:
+        message = protocol.parse(frame)
+        if isinstance(message, protocol.SyncStep1):
+            await self.socket.send(protocol.sync_step2(self.doc.get_update(message.state_vector)))
+        elif isinstance(message, protocol.SyncStep2):
+            self.doc.apply_update(message.update)
+            self.synced = True
+        elif isinstance(message, protocol.SyncUpdate):
+            self.doc.apply_update(message.update)
+        elif isinstance(message, protocol.AwarenessUpdate):
+            self.awareness.apply_awareness_update(message.payload, origin="server")
+
+    async def run_until(self, condition: Callable[[], bool], seconds: float = 20) -> None:
+        async with asyncio.timeout(seconds):
+            while not condition():
+                await self.handle(await self.socket.recv())
+
+    async def insert(self, value: str) -> None:
+        before = self.doc.get_state()
+        self.text.insert(len(self.text), value)
+        await self.socket.send(protocol.sync_update(self.doc.get_update(before)))
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed")
+async def test_nodes_stock_websocket_provider_syncs_with_a_python_client(
+    live_daphne: LiveServer, alice: Any, mint_token: Callable[..., str]
+) -> None:
+    if not (NODE_MODULES / "y-websocket").is_dir():
+        pytest.fail("frontend/node_modules is missing: run `make assets` (npm ci in frontend/)")
+    document = await sync_to_async(services.document_create)(owner=alice, title="Interop")
+    token = await sync_to_async(mint_token)("alice", "docs:read docs:write")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with websockets.connect(f"{live_daphne.ws_url}/ws/docs/{document.pk}", additional_headers=headers) as ws:
+        python = RawClient(ws)
+        await ws.send(protocol.sync_step1(python.doc.get_state()))
+        await python.run_until(lambda: python.synced)
+        await python.insert("from python")
+        node = await asyncio.create_subprocess_exec(
+            "node",
+            str(SCRIPT),
+            live_daphne.ws_url,
+            str(document.pk),
+            token,
+            env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await python.run_until(lambda: "from node" in str(python.text))
+            # Node announced itself: its awareness state reached us through the server.
+            await python.run_until(
+                lambda: any(s.get("user", {}).get("name") == "node" for s in python.awareness.states.values())
+            )
+            await python.insert(" python-ack")
+            async with asyncio.timeout(25):
+                stdout, stderr = await node.communicate()
+        finally:
+            if node.returncode is None:
+                node.kill()
+                await node.wait()
+    assert node.returncode == 0, stderr.decode()
+    result = json.loads(stdout.decode().strip().splitlines()[-1])
+    assert result["ok"] and result["synced"], (stdout, stderr)
+    assert result["text"] == "from python from node python-ack" == str(python.text)
