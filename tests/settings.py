@@ -53,6 +53,7 @@ if REDIS_URL:
     # Keys of this run never meet another run's (or production's) on a shared Redis.
     CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"asgi-test-{_RUN}"  # noqa: F405
     CACHES["default"]["KEY_PREFIX"] = f"test-{_RUN}"  # noqa: F405
+    REALTIME_REDIS_PREFIX = f"webconnect-test-{_RUN}:rt"
     POLICY_NOTIFY_CHANNEL = f"webconnect-test-{_RUN}:policy-version"
     RATE_LIMIT_KEY_PREFIX = f"webconnect-test-{_RUN}"
 # Only server processes started by tests watch for policy changes; the pytest

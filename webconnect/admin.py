@@ -6,7 +6,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
 from webconnect.audit import audit_export_csv, audit_export_jsonl, audit_record, audit_verify_chain
-from webconnect.models import AuditEvent
+from webconnect.models import AuditEvent, Namespace
 
 admin.site.site_header = "webconnect administration"
 admin.site.site_title = "webconnect admin"
@@ -60,3 +60,24 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
                 f"The audit chain breaks at event #{result.broken_event_id}: {result.reason}.",
                 level=messages.ERROR,
             )
+
+
+@admin.register(Namespace)
+class NamespaceAdmin(admin.ModelAdmin[Namespace]):
+    list_display = [
+        "name",
+        "history_size",
+        "history_ttl",
+        "presence",
+        "join_leave",
+        "client_publish",
+        "anonymous_read",
+        "has_schema",
+    ]
+    list_filter = ["presence", "join_leave", "client_publish", "anonymous_read"]
+    search_fields = ["name"]
+    readonly_fields = ["updated_at"]
+
+    @admin.display(boolean=True, description="payload schema")
+    def has_schema(self, obj: Namespace) -> bool:
+        return obj.payload_schema is not None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
@@ -85,6 +85,11 @@ def bearer_token(scope: dict[str, Any]) -> str | None:
     return None
 
 
+def query_ticket(scope: dict[str, Any]) -> str | None:
+    values = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1")).get("ticket")
+    return values[0] if values else None
+
+
 @database_sync_to_async  # type: ignore[untyped-decorator]
 def _load_access_token(raw: str) -> Any:
     checksum = hashlib.sha256(raw.encode()).hexdigest()
@@ -121,6 +126,19 @@ class HandshakeAuthMiddleware:
                 ),
             )
             # Cookies are dropped so nothing downstream can mix the two identities.
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
+            return await self.inner(scope, receive, send)
+        ticket = query_ticket(scope)
+        if ticket is not None:
+            # Single use, short-lived and bound to the user it was issued to; like a
+            # bearer token it is not ambient, so no Origin is needed and cookies are dropped.
+            from webconnect.realtime.services import aticket_consume
+
+            found = await aticket_consume(ticket, client_ip=client_ip)
+            if found is None:
+                return await _reject(send)
+            user, auth = found
+            scope = dict(scope, user=user, auth=auth)
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
             return await self.inner(scope, receive, send)
         if scope_header(scope, b"cookie") is not None:

@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from webconnect import views
+from webconnect.realtime import api as realtime_api
 
 accounts_patterns = [
     path("login/", views.LoginView.as_view(), name="login"),
@@ -26,6 +27,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     path("api/", include("webconnect.api.urls")),
+    path("api/", include("webconnect.realtime.api_urls")),
+    path("metrics", realtime_api.metrics_view, name="metrics"),
     path("", include("collab.urls")),
     path("", include("dashboards.urls")),
     path("", include("policies.urls")),

@@ -1,0 +1,347 @@
+"""One live real-time connection: its subscriptions, outgoing queue and timers.
+
+The consumer owns one of these and forwards frames to it. Outgoing frames go
+through a bounded queue drained by a writer task, so a fan-out never waits on
+a slow socket; a connection whose queue fills up is closed ("slow consumer")
+instead of growing memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from webconnect.authorization import Principal, on_policy_change
+from webconnect.realtime import metrics, pipeline, protocol, services
+from webconnect.realtime.hub import get_hub
+from webconnect.realtime.selectors import NamespaceConfig
+
+logger = logging.getLogger(__name__)
+
+SendText = Callable[[str], Awaitable[None]]
+Close = Callable[[int, str], Awaitable[None]]
+
+_OUT_MESSAGE = metrics.FRAMES_OUT.labels("message")
+
+
+@dataclass
+class _Subscription:
+    namespace: NamespaceConfig
+    last_offset: int = 0
+    # While a subscribe is being answered, live frames wait here so that the
+    # recovered ones go out first; None once live.
+    pending: list[tuple[int, str]] | None = field(default_factory=list)
+
+
+class Connection:
+    def __init__(self, principal: Principal, send_text: SendText, close: Close) -> None:
+        self.id = secrets.token_hex(6)
+        self.principal = principal
+        self._send_text = send_text
+        self._close = close
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.REALTIME_QUEUE_SIZE)
+        self.subscriptions: dict[str, _Subscription] = {}
+        self.publish_namespaces: dict[str, NamespaceConfig] = {}  # authorized publish targets
+        self.last_seen = time.monotonic()
+        self.closing = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ctx = pipeline.FrameContext(principal, self.id)
+        self.identity = services.public_identity(principal)
+
+    # --- Life cycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._writer()), loop.create_task(self._heartbeat())]
+        _live.add(self)
+        metrics.CONNECTIONS.inc()
+
+    async def stop(self) -> None:
+        """Forget everything this connection holds; safe to call more than once."""
+        if self in _live:
+            _live.discard(self)
+            metrics.CONNECTIONS.dec()
+        self.closing = True
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        for channel in list(self.subscriptions):
+            await self._drop_subscription(channel)
+
+    async def terminate(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        metrics.DISCONNECTS.labels(reason).inc()
+        with contextlib.suppress(Exception):
+            await self._close(code, reason)
+        await self.stop()
+
+    async def _writer(self) -> None:
+        while True:
+            text = await self.queue.get()
+            try:
+                await self._send_text(text)
+            except Exception:
+                logger.debug("write to connection %s failed", self.id, exc_info=True)
+                return
+
+    async def _heartbeat(self) -> None:
+        interval = settings.REALTIME_HEARTBEAT_INTERVAL
+        idle = settings.REALTIME_IDLE_TIMEOUT
+        ping = protocol.encode("ping", None)
+        while True:
+            await asyncio.sleep(min(interval, idle))
+            if time.monotonic() - self.last_seen > idle:
+                metrics.ERRORS.labels("idle").inc()
+                await self.terminate(protocol.CLOSE_IDLE, "idle timeout")
+                return
+            self.send(ping, "ping")
+
+    # --- Output ---------------------------------------------------------------------------
+
+    def send(self, text: str, kind: str) -> None:
+        if self.closing:
+            return
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self._slow_consumer()
+            return
+        metrics.FRAMES_OUT.labels(kind).inc()
+
+    def _slow_consumer(self) -> None:
+        if self.closing:
+            return
+        metrics.ERRORS.labels("slow_consumer").inc()
+        asyncio.get_running_loop().create_task(self.terminate(protocol.CLOSE_SLOW_CONSUMER, "slow consumer"))
+
+    def send_error(self, error: protocol.ProtocolError) -> None:
+        metrics.ERRORS.labels(error.code).inc()
+        self.send(protocol.encode_error(error), "error")
+
+    def ack(self, frame: protocol.Frame, payload: Any = None) -> None:
+        self.send(protocol.encode("ack", payload, id=frame.id, channel=frame.channel), "ack")
+
+    def deliver(self, channel: str, offset: int, text: str) -> None:
+        """Called by the hub for every frame on a channel this connection subscribes to."""
+        sub = self.subscriptions.get(channel)
+        if sub is None or self.closing:
+            return
+        if sub.pending is not None:
+            sub.pending.append((offset, text))
+            return
+        if offset:
+            if offset <= sub.last_offset:
+                return  # already sent (recovered from history)
+            sub.last_offset = offset
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self._slow_consumer()
+            return
+        _OUT_MESSAGE.inc()
+
+    # --- Input ----------------------------------------------------------------------------
+
+    async def receive(self, text: str | None, data: bytes | None) -> None:
+        if self.closing:
+            return
+        self.last_seen = time.monotonic()
+        if text is None:
+            metrics.FRAMES_IN.labels("binary").inc()
+            self.send_error(protocol.ProtocolError("bad_request", "binary frames are not accepted: send JSON text"))
+            return
+        limit = settings.REALTIME_MAX_FRAME_BYTES
+        if len(text) > limit // 4 and len(text.encode()) > limit:
+            metrics.ERRORS.labels("too_large").inc()
+            await self.terminate(protocol.CLOSE_TOO_LARGE, f"frame larger than {limit} bytes")
+            return
+        started = time.perf_counter()
+        kind = "invalid"
+        try:
+            frame: protocol.Frame | None = protocol.parse_frame(text)
+            assert frame is not None
+            kind = frame.type
+            frame = await pipeline.run(self.ctx, frame)
+            if frame is not None:
+                await self._dispatch(frame)
+        except protocol.ProtocolError as error:
+            self.send_error(error)
+        except Exception:
+            logger.exception("real-time frame handling failed (connection %s)", self.id)
+            self.send_error(protocol.ProtocolError("internal", "internal error"))
+        finally:
+            metrics.FRAMES_IN.labels(kind).inc()
+            metrics.LATENCY.labels(kind).observe(time.perf_counter() - started)
+
+    async def _dispatch(self, frame: protocol.Frame) -> None:
+        if frame.type == "publish":
+            await self._publish(frame)
+        elif frame.type == "subscribe":
+            await self._subscribe(frame)
+        elif frame.type == "unsubscribe":
+            await self._unsubscribe(frame)
+        elif frame.type == "ping":
+            self.send(protocol.encode("pong", None, id=frame.id), "pong")
+        elif frame.type == "pong":
+            pass
+        elif frame.type == "presence":
+            assert frame.channel is not None
+            result = await services.channel_presence(principal=self.principal, channel=frame.channel, id=frame.id)
+            self.ack(frame, result)
+        elif frame.type == "history":
+            await self._history(frame)
+        elif frame.type == "request":
+            await self._request(frame)
+
+    async def _publish(self, frame: protocol.Frame) -> None:
+        channel = frame.channel
+        assert channel is not None
+        namespace = self.publish_namespaces.get(channel)
+        if namespace is None:
+            namespace = await services.check_channel_action(self.principal, "publish", channel, id=frame.id)
+            if len(self.publish_namespaces) < 1000:
+                self.publish_namespaces[channel] = namespace
+        position = await services.channel_publish(
+            principal=self.principal,
+            channel=channel,
+            payload=frame.payload,
+            encoding=frame.encoding,
+            id=frame.id,
+            namespace=namespace,
+        )
+        if frame.id is not None:
+            self.ack(frame, {"offset": position.offset, "epoch": position.epoch})
+
+    async def _subscribe(self, frame: protocol.Frame) -> None:
+        channel = frame.channel
+        assert channel is not None
+        if channel in self.subscriptions:
+            sub = self.subscriptions[channel]
+            self.ack(frame, {"offset": sub.last_offset, "already": True})
+            return
+        if len(self.subscriptions) >= settings.REALTIME_MAX_SUBSCRIPTIONS:
+            raise protocol.ProtocolError(
+                "limit_exceeded", f"at most {settings.REALTIME_MAX_SUBSCRIPTIONS} subscriptions", id=frame.id
+            )
+        namespace = await services.check_channel_action(self.principal, "subscribe", channel, id=frame.id)
+        hub = get_hub()
+        await hub.start()
+        sub = self.subscriptions[channel] = _Subscription(namespace)
+        # Register first, then read history: whatever is published in between is
+        # held in `pending` and de-duplicated by offset, so the seam has no gap.
+        hub.add(channel, self)
+        metrics.SUBSCRIPTIONS.inc()
+        try:
+            result: dict[str, Any]
+            recovered: list[tuple[int, str]] = []
+            if frame.since is not None:
+                recovery = await hub.recover(channel, namespace, frame.since)
+                position = recovery.position
+                recovered = recovery.messages
+                result = {"offset": position.offset, "epoch": position.epoch, "recovered": recovery.recovered}
+            else:
+                position = await hub.position(channel, namespace)
+                result = {"offset": position.offset, "epoch": position.epoch}
+        except BaseException:
+            await self._drop_subscription(channel)
+            raise
+        if self.subscriptions.get(channel) is not sub:
+            return  # unsubscribed or closed meanwhile
+        # No await from here on: ack, recovered messages and held live ones are queued in order.
+        self.ack(frame, result)
+        sub.last_offset = position.offset
+        for offset, text in recovered:
+            if offset <= position.offset:
+                self.send(text, "message")
+        pending, sub.pending = sub.pending or [], None
+        for offset, text in pending:
+            self.deliver(channel, offset, text)
+        if namespace.presence or namespace.join_leave:
+            await self._announce(channel, namespace, joined=True)
+
+    async def _announce(self, channel: str, namespace: NamespaceConfig, *, joined: bool) -> None:
+        hub = get_hub()
+        if namespace.presence:
+            if joined:
+                await hub.presence.add(channel, self.id, self.identity)
+            else:
+                await hub.presence.remove(channel, self.id)
+        if namespace.join_leave:
+            await hub.broadcast_event(
+                channel, protocol.encode("join" if joined else "leave", self.identity, channel=channel)
+            )
+
+    async def _unsubscribe(self, frame: protocol.Frame) -> None:
+        assert frame.channel is not None
+        if frame.channel not in self.subscriptions:
+            raise protocol.ProtocolError("not_found", f"not subscribed to {frame.channel}", id=frame.id)
+        await self._drop_subscription(frame.channel)
+        self.ack(frame, None)
+
+    async def _drop_subscription(self, channel: str) -> None:
+        sub = self.subscriptions.pop(channel, None)
+        if sub is None:
+            return
+        get_hub().remove(channel, self)
+        metrics.SUBSCRIPTIONS.dec()
+        if sub.namespace.presence or sub.namespace.join_leave:
+            try:
+                await self._announce(channel, sub.namespace, joined=False)
+            except Exception:
+                logger.warning("leave announcement for %s failed", channel, exc_info=True)
+
+    async def _history(self, frame: protocol.Frame) -> None:
+        assert frame.channel is not None and frame.limit is not None
+        namespace = await services.check_channel_action(self.principal, "history", frame.channel, id=frame.id)
+        entries, position = await get_hub().latest(frame.channel, namespace, frame.limit)
+        # The stored frames are already encoded: splice them in rather than re-encoding.
+        head = protocol.dumps({"type": "ack", "id": frame.id, "channel": frame.channel})
+        meta = protocol.dumps({"offset": position.offset, "epoch": position.epoch})[1:-1]
+        body = ",".join(text for _, text in entries)
+        self.send(f'{{"header":{head},"payload":{{{meta},"messages":[{body}]}}}}', "ack")
+
+    async def _request(self, frame: protocol.Frame) -> None:
+        assert frame.method is not None
+        method = pipeline.request_methods().get(frame.method)
+        if method is None:
+            raise protocol.ProtocolError("not_found", f"no request method {frame.method!r}", id=frame.id)
+        result = await method(self.ctx, frame.payload)
+        self.send(protocol.encode("response", result, id=frame.id, method=frame.method), "response")
+
+    # --- Policy changes ---------------------------------------------------------------------
+
+    async def recheck(self) -> None:
+        """Re-authorize every live subscription; drop (with an error frame) what is now denied."""
+        self.publish_namespaces.clear()
+        for channel in list(self.subscriptions):
+            try:
+                await services.check_channel_action(self.principal, "subscribe", channel)
+            except protocol.ProtocolError as error:
+                await self._drop_subscription(channel)
+                self.send_error(protocol.ProtocolError(error.code, f"subscription ended: {error.message}"))
+
+
+_live: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+
+def live_connections() -> list[Connection]:
+    return list(_live)
+
+
+async def _recheck_all() -> None:
+    for connection in live_connections():
+        await connection.recheck()
+
+
+on_policy_change(_recheck_all)

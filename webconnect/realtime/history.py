@@ -1,0 +1,171 @@
+"""Channel history: offsets within an epoch, bounded and expiring.
+
+Production keeps it in Redis (a stream per channel, whose entry ids are the
+offsets, so "everything after offset N" is one XRANGE); development keeps it in
+this process's memory. In both, a message gets its offset where it is stored,
+and an epoch names one unbroken run of offsets: when the history is lost (TTL,
+Redis flushed) the epoch changes and a client's `since` can no longer be
+satisfied, which is reported as `recovered: false`, never hidden.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from webconnect.realtime import protocol
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class Position:
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """Messages after a client's position (encoded frames, in order) and whether nothing is missing."""
+
+    messages: list[tuple[int, str]]
+    recovered: bool
+    position: Position
+
+
+@dataclass
+class _Log:
+    epoch: str
+    offset: int = 0
+    expires_at: float = 0.0
+    entries: deque[tuple[int, str]] = field(default_factory=deque)
+
+
+class MemoryHistory:
+    """History in this process (embedded mode: one server process)."""
+
+    def __init__(self) -> None:
+        self._logs: dict[str, _Log] = {}
+
+    def _log(self, channel: str, ttl: int) -> _Log:
+        log = self._logs.get(channel)
+        now = time.monotonic()
+        if log is None or log.expires_at < now:
+            log = self._logs[channel] = _Log(epoch=new_epoch(), expires_at=now + ttl)
+        return log
+
+    async def append(self, channel: str, prefix: str, suffix: str, *, size: int, ttl: int) -> tuple[int, str, str]:
+        log = self._log(channel, ttl)
+        log.offset += 1
+        log.expires_at = time.monotonic() + ttl
+        text = protocol.complete_message(prefix, log.offset, log.epoch, suffix)
+        if size > 0:
+            log.entries.append((log.offset, text))
+            while len(log.entries) > size:
+                log.entries.popleft()
+        return log.offset, log.epoch, text
+
+    async def position(self, channel: str, *, ttl: int) -> Position:
+        log = self._log(channel, ttl)
+        return Position(log.offset, log.epoch)
+
+    async def since(self, channel: str, since: protocol.Since, *, ttl: int) -> Recovery:
+        log = self._log(channel, ttl)
+        position = Position(log.offset, log.epoch)
+        if since.epoch != log.epoch or since.offset > log.offset:
+            return Recovery([], False, position)
+        missed = [entry for entry in log.entries if entry[0] > since.offset]
+        complete = since.offset == log.offset or (bool(missed) and missed[0][0] == since.offset + 1)
+        return Recovery(missed, complete, position)
+
+    async def latest(self, channel: str, limit: int, *, ttl: int) -> tuple[list[tuple[int, str]], Position]:
+        log = self._log(channel, ttl)
+        return list(log.entries)[-limit:], Position(log.offset, log.epoch)
+
+
+# One round trip per publish: assign the offset, store, and fan out to every process.
+_PUBLISH_LUA = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[2], epoch)
+  redis.call('DEL', KEYS[1], KEYS[3])
+end
+local offset = redis.call('INCR', KEYS[1])
+local text = ARGV[5] .. offset .. ',"epoch":"' .. epoch .. '"' .. ARGV[6]
+local size = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+if size > 0 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', size, offset .. '-1', 'm', text)
+  redis.call('EXPIRE', KEYS[3], ttl)
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('PUBLISH', ARGV[4], offset .. ' ' .. text)
+return {offset, epoch}
+"""
+
+
+class RedisHistory:
+    """History in Redis Streams, shared by every server process."""
+
+    def __init__(self, redis: Any, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._publish = redis.register_script(_PUBLISH_LUA)
+
+    def keys(self, channel: str) -> tuple[str, str, str]:
+        # One hash tag per channel keeps a channel's keys in one Redis Cluster slot.
+        base = f"{self.prefix}:{{{channel}}}"
+        return f"{base}:offset", f"{base}:epoch", f"{base}:stream"
+
+    def pubsub_channel(self, channel: str) -> str:
+        return f"{self.prefix}:pub:{channel}"
+
+    async def append(self, channel: str, prefix: str, suffix: str, *, size: int, ttl: int) -> tuple[int, str, str]:
+        offset, epoch = await self._publish(
+            keys=list(self.keys(channel)),
+            args=[new_epoch(), size, ttl, self.pubsub_channel(channel), prefix, suffix],
+        )
+        epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        return int(offset), epoch, protocol.complete_message(prefix, int(offset), epoch, suffix)
+
+    async def position(self, channel: str, *, ttl: int) -> Position:
+        offset_key, epoch_key, _ = self.keys(channel)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(epoch_key, new_epoch(), nx=True, ex=ttl)
+            pipe.get(epoch_key)
+            pipe.get(offset_key)
+            _, epoch, offset = await pipe.execute()
+        return Position(int(offset or 0), epoch.decode())
+
+    async def since(self, channel: str, since: protocol.Since, *, ttl: int) -> Recovery:
+        offset_key, epoch_key, stream_key = self.keys(channel)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(epoch_key, new_epoch(), nx=True, ex=ttl)
+            pipe.get(epoch_key)
+            pipe.get(offset_key)
+            pipe.xrange(stream_key, min=f"{since.offset + 1}-0", max="+")
+            _, epoch, offset, entries = await pipe.execute()
+        position = Position(int(offset or 0), epoch.decode())
+        if since.epoch != position.epoch or since.offset > position.offset:
+            return Recovery([], False, position)
+        missed = [(int(entry_id.split(b"-")[0]), fields[b"m"].decode()) for entry_id, fields in entries]
+        complete = since.offset == position.offset or (bool(missed) and missed[0][0] == since.offset + 1)
+        return Recovery(missed, complete, position)
+
+    async def latest(self, channel: str, limit: int, *, ttl: int) -> tuple[list[tuple[int, str]], Position]:
+        offset_key, epoch_key, stream_key = self.keys(channel)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(epoch_key, new_epoch(), nx=True, ex=ttl)
+            pipe.get(epoch_key)
+            pipe.get(offset_key)
+            pipe.xrevrange(stream_key, max="+", min="-", count=limit)
+            _, epoch, offset, entries = await pipe.execute()
+        messages = [(int(entry_id.split(b"-")[0]), fields[b"m"].decode()) for entry_id, fields in reversed(entries)]
+        return messages, Position(int(offset or 0), epoch.decode())

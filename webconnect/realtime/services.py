@@ -1,0 +1,167 @@
+"""Real-time operations shared by the WebSocket consumer and the REST API.
+
+Each one authorizes through `webconnect.authorization` (the single entry point)
+and raises `ProtocolError` with a client-facing code when refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from jsonschema import Draft202012Validator
+
+from webconnect.audit import audit_record
+from webconnect.authorization import Principal, Resource, aauthorize, acheck_rate
+from webconnect.handshake import ConnectionAuth
+from webconnect.models import AuditEvent, RealtimeTicket
+from webconnect.realtime import metrics, protocol
+from webconnect.realtime.history import Position
+from webconnect.realtime.hub import get_hub
+from webconnect.realtime.selectors import NamespaceConfig, anamespace_get
+
+TICKET_TTL_SECONDS = 30
+
+
+def public_identity(principal: Principal) -> dict[str, Any]:
+    """What other clients learn about a sender: its id and display name, nothing else."""
+    user = principal.user
+    if not principal.is_authenticated:
+        return {"user_id": None, "name": "anonymous"}
+    name = (user.get_full_name() or user.get_username()) if hasattr(user, "get_full_name") else str(user)
+    return {"user_id": user.pk, "name": name}
+
+
+def channel_resource(channel: str, namespace: NamespaceConfig) -> Resource:
+    return Resource("Channel", channel, namespace.attrs())
+
+
+async def channel_namespace(channel: str, *, id: str | None = None) -> NamespaceConfig:
+    namespace = await anamespace_get(protocol.namespace_of(channel))
+    if namespace is None:
+        raise protocol.ProtocolError("not_found", f"no namespace {protocol.namespace_of(channel)!r}", id=id)
+    return namespace
+
+
+async def check_channel_action(
+    principal: Principal, action: str, channel: str, *, id: str | None = None
+) -> NamespaceConfig:
+    """Authorize `action` on `channel` or raise forbidden/unauthorized/not_found."""
+    namespace = await channel_namespace(channel, id=id)
+    decision = await aauthorize(principal, action, channel_resource(channel, namespace))
+    if not decision:
+        code = "unauthorized" if not principal.is_authenticated else "forbidden"
+        raise protocol.ProtocolError(code, f"{action} on {channel} is not allowed: {decision.reason}", id=id)
+    return namespace
+
+
+def check_payload_schema(namespace: NamespaceConfig, payload: Any, *, id: str | None = None) -> None:
+    if namespace.payload_schema is None:
+        return
+    error = next(iter(Draft202012Validator(namespace.payload_schema).iter_errors(payload)), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "payload"
+        raise protocol.ProtocolError(
+            "bad_request", f"payload does not match the schema at {where}: {error.message}", id=id
+        )
+
+
+async def channel_publish(
+    *,
+    principal: Principal,
+    channel: str,
+    payload: Any,
+    encoding: str = "json",
+    source: str = "websocket",
+    id: str | None = None,
+    namespace: NamespaceConfig | None = None,
+) -> Position:
+    """Authorize, rate-limit, validate and publish one message; returns its offset and epoch."""
+    protocol.check_channel(channel, id=id)
+    if namespace is None:
+        namespace = await check_channel_action(principal, "publish", channel, id=id)
+    if not namespace.client_publish and not (principal.is_authenticated and principal.user.is_staff):
+        raise protocol.ProtocolError("forbidden", f"only the server publishes in {namespace.name}", id=id)
+    rate = await acheck_rate(principal, "publish", channel_resource(channel, namespace))
+    if not rate.allowed:
+        raise protocol.ProtocolError(
+            "rate_limited", f"publish rate limit reached ({rate.limit})", id=id, retry_after=rate.retry_after
+        )
+    if encoding == "json":
+        check_payload_schema(namespace, payload, id=id)
+    position = await get_hub().publish(channel, namespace, payload, public_identity(principal), encoding)
+    metrics.PUBLISHES.labels(source).inc()
+    return position
+
+
+async def channel_history(*, principal: Principal, channel: str, limit: int, id: str | None = None) -> dict[str, Any]:
+    namespace = await check_channel_action(principal, "history", channel, id=id)
+    entries, position = await get_hub().latest(channel, namespace, limit)
+    return {
+        "messages": [protocol.loads(text) for _, text in entries],
+        "offset": position.offset,
+        "epoch": position.epoch,
+    }
+
+
+async def channel_presence(*, principal: Principal, channel: str, id: str | None = None) -> dict[str, Any]:
+    namespace = await check_channel_action(principal, "presence", channel, id=id)
+    if not namespace.presence:
+        raise protocol.ProtocolError("not_found", f"presence is off in namespace {namespace.name}", id=id)
+    hub = get_hub()
+    await hub.start()
+    return {"clients": await hub.presence.members(channel)}
+
+
+# --- Tickets (?ticket= on the WebSocket URL) ------------------------------------------
+
+
+def _digest(ticket: str) -> str:
+    return hashlib.sha256(ticket.encode()).hexdigest()
+
+
+def ticket_issue(*, user: Any, auth: ConnectionAuth) -> str:
+    """A one-time ticket for `user`, valid TICKET_TTL_SECONDS, carrying the caller's scopes."""
+    ticket = secrets.token_urlsafe(32)
+    RealtimeTicket.objects.filter(expires_at__lt=timezone.now() - timedelta(minutes=5)).delete()
+    RealtimeTicket.objects.create(
+        digest=_digest(ticket),
+        user=user,
+        scopes="*" if auth.scopes is None else " ".join(sorted(auth.scopes)),
+        token_id=auth.token_id,
+        expires_at=timezone.now() + timedelta(seconds=TICKET_TTL_SECONDS),
+    )
+    return ticket
+
+
+def ticket_consume(ticket: str, *, client_ip: str | None) -> tuple[Any, ConnectionAuth] | None:
+    """The user and auth a ticket was issued for, once; None if unknown, used or expired."""
+    if not ticket or len(ticket) > 128:
+        return None
+    digest = _digest(ticket)
+    now = timezone.now()
+    # A single conditional UPDATE: of two concurrent uses exactly one changes the row.
+    used = RealtimeTicket.objects.filter(digest=digest, used_at__isnull=True, expires_at__gt=now).update(used_at=now)
+    row = RealtimeTicket.objects.filter(digest=digest).first()
+    if not used or row is None:
+        audit_record(
+            action="realtime.ticket",
+            outcome=AuditEvent.Outcome.DENIED,
+            target=f"user:{row.user_id}" if row else "ticket:unknown",
+            client_ip=client_ip,
+            details={"reason": "replayed" if row and row.used_at else "unknown or expired"},
+        )
+        return None
+    user = get_user_model().objects.filter(pk=row.user_id, is_active=True).first()
+    if user is None:
+        return None
+    scopes = None if row.scopes == "*" else frozenset(row.scopes.split())
+    return user, ConnectionAuth(method="ticket", scopes=scopes, token_id=row.token_id, client_ip=client_ip)
+
+
+aticket_consume = sync_to_async(ticket_consume)
