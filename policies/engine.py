@@ -163,9 +163,15 @@ def decide(principal: Principal, action: str, resource: Resource, context: dict[
 
 
 def evaluate(
-    snap: Snapshot, principal: Principal, action: str, resource: Resource, context: dict[str, Any]
+    snap: Snapshot,
+    principal: Principal,
+    action: str,
+    resource: Resource,
+    context: dict[str, Any],
+    *,
+    audit: bool = True,
 ) -> Decision:
-    """Evaluate without the decision cache (the simulator uses this directly)."""
+    """Evaluate without the decision cache (the simulator uses this directly, without auditing)."""
     from webconnect.authorization import Decision
 
     request = cedar.build_request(
@@ -194,13 +200,13 @@ def evaluate(
         reason = f"forbidden by {', '.join(outcome.policies)}" if outcome.policies else "no policy permits this"
         decision = Decision(False, policies=outcome.policies, reason=reason)
         metrics.decisions.labels(result="deny", cached="no").inc()
-    if not decision.allowed:
+    if audit and not decision.allowed:
         _record_denial(principal, action, resource, decision)
     return decision
 
 
 def _record_denial(principal: Principal, action: str, resource: Resource, decision: Decision) -> None:
-    """Audit a denial, at most once per (user, action, resource) per RATE_LIMIT_AUDIT_INTERVAL.
+    """Audit a denial, at most once per (user, action, resource) per POLICY_AUDIT_INTERVAL.
 
     A client retrying a forbidden subscription in a loop must not flood the
     audit chain: repeats within the window are counted and reported with the

@@ -17,6 +17,10 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
+# Imported here, in the importing thread: a first `import redis` racing between
+# the watcher thread and `limits` (which reads redis.__version__) saw a
+# half-initialised module.
+import redis
 from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.db import close_old_connections
@@ -99,8 +103,6 @@ def announce(version: int) -> None:
 
 
 def _redis() -> Any:
-    import redis
-
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
 
 

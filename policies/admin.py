@@ -1,0 +1,227 @@
+"""The policy admin: access policies (validated as a set), versions, shares, rate limits,
+the simulator, and import/export."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from policies import services
+from policies.forms import ImportForm, SimulatorForm
+from policies.models import AccessPolicy, AccessPolicyVersion, RateLimitPolicy, ShareGrant
+from policies.simulator import SimulationError, principal_for, simulate
+
+
+@admin.register(AccessPolicy)
+class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
+    list_display = ["name", "enabled", "is_template", "description", "updated_at", "updated_by"]
+    list_filter = ["enabled", "is_template"]
+    search_fields = ["name", "description", "text"]
+    list_select_related = ["updated_by"]
+    readonly_fields = ["is_template", "created_at", "created_by", "updated_at", "updated_by", "history"]
+    fields = ["name", "description", "enabled", "text", *readonly_fields]
+    change_list_template = "admin/policies/accesspolicy/change_list.html"
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "text" and field is not None:
+            field.widget.attrs.update(
+                {"rows": 8, "cols": 100, "style": "font-family: monospace", "spellcheck": "false"}
+            )
+        return field
+
+    @admin.display(description="versions")
+    def history(self, obj: AccessPolicy) -> str:
+        if obj.pk is None:
+            return "-"
+        url = reverse("admin:policies_accesspolicyversion_changelist") + f"?policy_name={obj.name}"
+        return format_html('<a href="{}">{} version(s)</a>', url, obj.versions.count())
+
+    def save_model(self, request: HttpRequest, obj: AccessPolicy, form: Any, change: bool) -> None:
+        # The form already ran the whole-set validation (AccessPolicy.clean).
+        services.access_policy_save(policy=obj, actor=request.user)
+
+    def delete_model(self, request: HttpRequest, obj: AccessPolicy) -> None:
+        try:
+            services.access_policy_delete(policy=obj, actor=request.user)
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AccessPolicy]) -> None:
+        for policy in queryset:
+            self.delete_model(request, policy)
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path("simulator/", self.admin_site.admin_view(self.simulator_view), name="policies_simulator"),
+            path("export/", self.admin_site.admin_view(self.export_view), name="policies_export"),
+            path("import/", self.admin_site.admin_view(self.import_view), name="policies_import"),
+        ]
+        return own + super().get_urls()
+
+    def simulator_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponseRedirect(reverse("admin:index"))
+        form = SimulatorForm(request.POST or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                principal = principal_for(
+                    username=data["username"], token=data["token"], client_ip=data["client_ip"] or None
+                )
+                result = simulate(
+                    principal=principal,
+                    action=data["action"],
+                    resource_type=data["resource_type"],
+                    resource_id=data["resource_id"],
+                    attrs=data["attrs"],
+                    at=data["at"],
+                )
+            except SimulationError as exc:
+                form.add_error(None, str(exc))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Policy simulator",
+            "opts": self.model._meta,
+            "form": form,
+            "result": result,
+        }
+        return TemplateResponse(request, "admin/policies/simulator.html", context)
+
+    def export_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponseRedirect(reverse("admin:index"))
+        body = json.dumps(services.policies_export(), indent=2)
+        response = HttpResponse(body, content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="policies-{timezone.now():%Y%m%d-%H%M%S}.json"'
+        return response
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+            return HttpResponseRedirect(reverse("admin:index"))
+        form = ImportForm(request.POST or None, request.FILES or None)
+        errors: list[str] = []
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = services.policies_import(content=form.cleaned_data["file"].read(), actor=request.user)
+            except ValidationError as exc:
+                errors = exc.messages
+            else:
+                self.message_user(
+                    request,
+                    f"Imported {result.access_policies} access and {result.rate_limit_policies} rate-limit "
+                    f"policies ({result.removed} removed).",
+                )
+                return HttpResponseRedirect(reverse("admin:policies_accesspolicy_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import policies",
+            "opts": self.model._meta,
+            "form": form,
+            "errors": errors,
+        }
+        return TemplateResponse(request, "admin/policies/import.html", context)
+
+
+@admin.register(AccessPolicyVersion)
+class AccessPolicyVersionAdmin(admin.ModelAdmin[AccessPolicyVersion]):
+    list_display = ["policy_name", "number", "change", "enabled", "created_at", "created_by"]
+    list_filter = ["change", "policy_name"]
+    search_fields = ["policy_name", "text"]
+    list_select_related = ["created_by"]
+    readonly_fields = [
+        "policy_name",
+        "number",
+        "change",
+        "enabled",
+        "description",
+        "text",
+        "diff_view",
+        "created_at",
+        "created_by",
+    ]
+    fields = list(readonly_fields)
+    actions = ["restore"]
+
+    @admin.display(description="diff to the previous version")
+    def diff_view(self, obj: AccessPolicyVersion) -> str:
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.diff or "(no change)")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AccessPolicyVersion | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AccessPolicyVersion | None = None) -> bool:
+        return False
+
+    @admin.action(description="Restore the selected version", permissions=["view"])
+    def restore(self, request: HttpRequest, queryset: QuerySet[AccessPolicyVersion]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to restore.", messages.WARNING)
+            return
+        version = queryset.get()
+        try:
+            services.access_policy_restore(version=version, actor=request.user)
+        except ValidationError as exc:
+            self.message_user(request, f"Not restored: {'; '.join(exc.messages)}", messages.ERROR)
+        else:
+            self.message_user(request, f"Restored {version.policy_name} to version {version.number}.")
+
+
+@admin.register(ShareGrant)
+class ShareGrantAdmin(admin.ModelAdmin[ShareGrant]):
+    """Shares are template-linked policies; deleting one revokes it."""
+
+    list_display = ["link", "template", "principal_type", "principal_id", "resource_type", "resource_id", "created_at"]
+    list_filter = ["template", "principal_type", "resource_type"]
+    search_fields = ["principal_id", "resource_id"]
+    list_select_related = ["template", "created_by"]
+    raw_id_fields = ["template"]
+    readonly_fields = ["created_at", "created_by"]
+
+    @admin.display(description="policy id")
+    def link(self, obj: ShareGrant) -> str:
+        return obj.link_id
+
+    def save_model(self, request: HttpRequest, obj: ShareGrant, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user  # type: ignore[assignment]
+        obj.save()
+        services.policy_version_bump()
+
+    def delete_model(self, request: HttpRequest, obj: ShareGrant) -> None:
+        services.share_grant_delete(grant=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ShareGrant]) -> None:
+        for grant in queryset:
+            services.share_grant_delete(grant=grant)
+
+
+@admin.register(RateLimitPolicy)
+class RateLimitPolicyAdmin(admin.ModelAdmin[RateLimitPolicy]):
+    list_display = ["name", "enabled", "scope", "actions", "channel_pattern", "role", "limits", "strategy"]
+    list_filter = ["enabled", "scope", "strategy"]
+    search_fields = ["name", "description", "channel_pattern"]
+    list_select_related = ["role"]
+
+    def save_model(self, request: HttpRequest, obj: RateLimitPolicy, form: Any, change: bool) -> None:
+        services.rate_limit_policy_save(policy=obj)
+
+    def delete_model(self, request: HttpRequest, obj: RateLimitPolicy) -> None:
+        services.rate_limit_policy_delete(policy=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RateLimitPolicy]) -> None:
+        for policy in queryset:
+            services.rate_limit_policy_delete(policy=policy)

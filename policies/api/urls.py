@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from policies.api import views
+
+urlpatterns = [
+    path("evaluate/", views.PolicyEvaluateApi.as_view(), name="api-policies-evaluate"),
+]
