@@ -1,0 +1,41 @@
+"""Per-process background tasks (the recorder and the ops publisher), started once per event loop.
+
+Daphne has no start-up hook, so the first HTTP request served on the server's
+event loop starts them (Django sends `request_started` with `asend` there, and
+an async receiver runs on that loop). A test client (WSGI-style, no `scope`)
+never starts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import request_started
+from django.dispatch import receiver
+
+_started: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+_tasks: set[asyncio.Task[None]] = set()
+
+
+def start(loop: asyncio.AbstractEventLoop) -> bool:
+    """Start the tasks on `loop` unless already running there; True if started now."""
+    if loop in _started:
+        return False
+    _started.add(loop)
+    from dashboards import ops, recorder
+
+    for coro in (recorder.run(recorder.Recorder()), ops.run()):
+        task = loop.create_task(coro)
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+    return True
+
+
+@receiver(request_started)
+async def start_on_first_request(sender: Any, **kwargs: Any) -> None:
+    if "scope" not in kwargs or not getattr(settings, "DASHBOARDS_BACKGROUND", True):
+        return
+    start(asyncio.get_running_loop())

@@ -1,0 +1,120 @@
+"""Dashboards, their widgets, and the numeric series points that feed them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from dashboards import paths
+
+
+class Dashboard(models.Model):
+    class Visibility(models.TextChoices):
+        PRIVATE = "private", "Private (owner and staff)"
+        SHARED = "shared", "Shared (signed-in users with a share policy)"
+        PUBLIC = "public", "Public (every signed-in user)"
+
+    title = models.CharField(max_length=200)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="dashboards")
+    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
+    # [{"id": <widget id>, "w": 1..12, "h": 1..6}, ...] in display order; widgets not
+    # listed go last with their default size.
+    layout = models.JSONField(default=list, blank=True)
+    system = models.CharField(
+        max_length=32, blank=True, default="", help_text="Set for built-in dashboards (demo, ops) created by code."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title", "id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def clean(self) -> None:
+        problem = layout_problem(self.layout)
+        if problem:
+            raise ValidationError({"layout": problem})
+
+
+def layout_problem(layout: Any) -> str:
+    """Why `layout` is not a valid layout list, or "" when it is."""
+    if not isinstance(layout, list):
+        return "layout must be a list of {id, w, h}"
+    for item in layout:
+        if not isinstance(item, dict) or set(item) - {"id", "w", "h"}:
+            return "each layout item is {id, w, h}"
+        if not isinstance(item.get("id"), int) or isinstance(item.get("id"), bool):
+            return "layout item id must be a widget id"
+        w, h = item.get("w", 6), item.get("h", 2)
+        if not (isinstance(w, int) and 1 <= w <= 12 and isinstance(h, int) and 1 <= h <= 6):
+            return "layout w must be 1..12 and h 1..6"
+    return ""
+
+
+class Widget(models.Model):
+    class Kind(models.TextChoices):
+        LINE = "line", "Line chart"
+        GAUGE = "gauge", "Gauge"
+        STAT = "stat", "Single stat"
+        BAR = "bar", "Bar chart"
+        TABLE = "table", "Table of latest rows"
+        LOG = "log", "Event log"
+
+    dashboard = models.ForeignKey(Dashboard, on_delete=models.CASCADE, related_name="widgets")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LINE)
+    title = models.CharField(max_length=200)
+    channel = models.CharField(max_length=128, help_text="Source channel, e.g. demo.sensors")
+    # One path per series, dotted into the payload ("cpu.load", "readings.0.value").
+    value_paths = models.JSONField(default=list, blank=True)
+    # unit, decimals, min, max, thresholds [[value, colour], ...], colors [..], window (seconds), rows
+    options = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.kind})"
+
+    @property
+    def window_seconds(self) -> int:
+        window = self.options.get("window", 300) if isinstance(self.options, dict) else 300
+        return int(window) if isinstance(window, int) and 10 <= window <= 31 * 86400 else 300
+
+    def clean(self) -> None:
+        from dashboards.validation import widget_problems
+
+        problems = widget_problems(
+            kind=self.kind, channel=self.channel, value_paths=self.value_paths, options=self.options
+        )
+        if problems:
+            raise ValidationError(problems)
+
+
+class SeriesPoint(models.Model):
+    """One numeric value of one series (channel + value path) at one instant.
+
+    `ts` is milliseconds since the epoch as an integer so that bucketing for
+    downsampling is integer division, the same SQL on PostgreSQL and SQLite.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    channel = models.CharField(max_length=128)
+    path = models.CharField(max_length=paths.PATH_MAX_LENGTH)
+    ts = models.BigIntegerField()
+    value = models.FloatField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["channel", "path", "ts"], name="dash_point_series_ts"),
+            # Retention deletes by time across all series.
+            models.Index(fields=["ts"], name="dash_point_ts"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.path}@{self.ts}={self.value}"

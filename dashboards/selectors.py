@@ -1,0 +1,124 @@
+"""Reads: dashboards a user may see, access to widget channels, downsampled series."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Avg, Count, ExpressionWrapper, F, IntegerField, Max, Min, Q, QuerySet, Value
+
+from dashboards.models import Dashboard, SeriesPoint, Widget
+from webconnect.authorization import Principal, Resource, authorize
+from webconnect.realtime import protocol
+from webconnect.realtime.selectors import namespace_get
+
+
+def dashboard_resource(dashboard: Dashboard) -> Resource:
+    return Resource(
+        "Dashboard",
+        str(dashboard.pk),
+        {"owner_id": dashboard.owner_id, "visibility": dashboard.visibility, "editor_ids": [], "viewer_ids": []},
+    )
+
+
+def dashboard_rights(principal: Principal, dashboard: Dashboard) -> tuple[bool, bool]:
+    """(may view, may edit) through the authorization service."""
+    resource = dashboard_resource(dashboard)
+    return bool(authorize(principal, "view", resource)), bool(authorize(principal, "edit", resource))
+
+
+def dashboard_list(principal: Principal) -> list[Dashboard]:
+    """Dashboards the principal may view: the candidates are narrowed in SQL, then each is authorized."""
+    user = principal.user
+    if not principal.is_authenticated:
+        return []
+    candidates: QuerySet[Dashboard] = Dashboard.objects.select_related("owner")
+    if not user.is_staff:
+        candidates = candidates.filter(Q(owner=user) | ~Q(visibility=Dashboard.Visibility.PRIVATE))
+    return [d for d in candidates if authorize(principal, "view", dashboard_resource(d))]
+
+
+@dataclass(frozen=True)
+class ChannelAccess:
+    """Whether a viewer may read a widget's channel, and if not, what to tell them."""
+
+    allowed: bool
+    code: str = ""  # "no_access", "no_channel"
+    message: str = ""
+
+
+def channel_access(principal: Principal, channel: str) -> ChannelAccess:
+    """Subscribe and history on `channel`, both through the authorization service."""
+    if not protocol.valid_channel(channel):
+        return ChannelAccess(False, "no_channel", f"{channel!r} is not a valid channel name")
+    namespace = namespace_get(protocol.namespace_of(channel))
+    if namespace is None:
+        return ChannelAccess(
+            False, "no_channel", f"channel {channel} does not exist (no namespace {protocol.namespace_of(channel)!r})"
+        )
+    resource = Resource("Channel", channel, namespace.attrs())
+    for action in ("subscribe", "history"):
+        if not authorize(principal, action, resource):
+            return ChannelAccess(False, "no_access", "no access")
+    return ChannelAccess(True)
+
+
+def widget_list(dashboard: Dashboard) -> list[Widget]:
+    """The dashboard's widgets in layout order (unlisted ones last, by id)."""
+    widgets = list(dashboard.widgets.all())
+    order = {item["id"]: i for i, item in enumerate(dashboard.layout or []) if isinstance(item, dict)}
+    return sorted(widgets, key=lambda w: (order.get(w.pk, len(order)), w.pk))
+
+
+def widget_size(dashboard: Dashboard, widget: Widget) -> tuple[int, int]:
+    for item in dashboard.layout or []:
+        if isinstance(item, dict) and item.get("id") == widget.pk:
+            return int(item.get("w", 6)), int(item.get("h", 2))
+    return (12 if widget.kind in ("line", "log", "table") else 4), 2
+
+
+class QueryError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def max_query_points() -> int:
+    return int(getattr(settings, "DASHBOARDS_MAX_QUERY_POINTS", 10_000))
+
+
+def check_range(from_ms: int, to_ms: int, step_ms: int) -> int:
+    """The number of buckets the query would return, or raise QueryError saying what is wrong."""
+    if from_ms > to_ms:
+        raise QueryError("'from' is after 'to'")
+    if step_ms < 1:
+        raise QueryError("'step' must be at least 1 millisecond")
+    buckets = (to_ms - from_ms) // step_ms + 1
+    limit = max_query_points()
+    if buckets > limit:
+        raise QueryError(
+            f"step {step_ms} ms over this range gives {buckets} points, more than the limit of {limit}; "
+            "use a larger step"
+        )
+    return buckets
+
+
+def series_query(*, channel: str, path: str, from_ms: int, to_ms: int, step_ms: int) -> list[dict[str, Any]]:
+    """One row per non-empty bucket of `step_ms`: bucket start, avg, min, max, last-bucket count.
+
+    Aggregated in the database (GROUP BY ts / step), so the rows read never reach Python.
+    """
+    check_range(from_ms, to_ms, step_ms)
+    bucket = ExpressionWrapper(F("ts") / Value(step_ms), output_field=IntegerField())
+    rows = (
+        SeriesPoint.objects.filter(channel=channel, path=path, ts__gte=from_ms, ts__lte=to_ms)
+        .annotate(bucket=bucket)
+        .values("bucket")
+        .annotate(avg=Avg("value"), min=Min("value"), max=Max("value"), count=Count("id"))
+        .order_by("bucket")
+    )
+    return [
+        {"t": row["bucket"] * step_ms, "avg": row["avg"], "min": row["min"], "max": row["max"], "n": row["count"]}
+        for row in rows
+    ]

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from dashboards import services
+from dashboards.models import Dashboard, SeriesPoint, Widget
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def make_dashboard(owner: Any, **kwargs: Any) -> Dashboard:
+    return services.dashboard_create(owner=owner, title="Plant", **kwargs)
+
+
+def test_owner_creates_a_dashboard_and_adds_widgets(alice: Any) -> None:
+    client = client_for(alice)
+    response = client.post("/api/dashboards/", {"title": "Plant"}, content_type="application/json")
+    assert response.status_code == 201, response.json()
+    dashboard_id = response.json()["id"]
+    response = client.post(
+        f"/api/dashboards/{dashboard_id}/widgets/",
+        {"kind": "line", "title": "Temp", "channel": "demo.sensors", "value_paths": ["temp", "humidity"]},
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.json()
+    widget = response.json()
+    assert widget["status"] == "ok"
+    assert widget["channel"] == "demo.sensors"
+    detail = client.get(f"/api/dashboards/{dashboard_id}/").json()
+    assert [w["id"] for w in detail["widgets"]] == [widget["id"]]
+    assert detail["layout"] == [{"id": widget["id"], "w": 12, "h": 2}]
+
+
+def test_layout_is_saved_and_foreign_widgets_are_dropped(alice: Any) -> None:
+    dashboard = make_dashboard(alice)
+    first = services.widget_create(dashboard=dashboard, kind="stat", title="A", channel="demo.x", value_paths=["v"])
+    second = services.widget_create(dashboard=dashboard, kind="log", title="B", channel="demo.x", value_paths=[])
+    layout = [{"id": second.pk, "w": 6, "h": 3}, {"id": 999999, "w": 6, "h": 2}, {"id": first.pk, "w": 4, "h": 1}]
+    response = client_for(alice).patch(
+        f"/api/dashboards/{dashboard.pk}/", {"layout": layout}, content_type="application/json"
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["layout"] == [{"id": second.pk, "w": 6, "h": 3}, {"id": first.pk, "w": 4, "h": 1}]
+    assert [w["title"] for w in response.json()["widgets"]] == ["B", "A"]
+    bad = client_for(alice).patch(
+        f"/api/dashboards/{dashboard.pk}/", {"layout": [{"id": first.pk, "w": 40}]}, content_type="application/json"
+    )
+    assert bad.status_code == 400
+    assert "1..12" in str(bad.json())
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "says"),
+    [
+        ({"kind": "line", "title": "T", "channel": "nonamespace", "value_paths": ["t"]}, "channel", "invalid channel"),
+        ({"kind": "line", "title": "T", "channel": "demo.s", "value_paths": ["a..b"]}, "value_paths", "dotted"),
+        ({"kind": "gauge", "title": "T", "channel": "demo.s", "value_paths": []}, "value_paths", "at least one"),
+        (
+            {"kind": "gauge", "title": "T", "channel": "demo.s", "value_paths": ["t"], "options": {"window": 1}},
+            "options",
+            "window",
+        ),
+    ],
+)
+def test_bad_widgets_get_clear_errors(alice: Any, body: dict[str, Any], field: str, says: str) -> None:
+    dashboard = make_dashboard(alice)
+    response = client_for(alice).post(f"/api/dashboards/{dashboard.pk}/widgets/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
+    assert says in str(response.json()["errors"][field])
+
+
+def test_outsider_cannot_see_a_private_dashboard(alice: Any, bob: Any) -> None:
+    dashboard = make_dashboard(alice)
+    assert client_for(bob).get(f"/api/dashboards/{dashboard.pk}/").status_code == 404
+    assert client_for(bob).get("/api/dashboards/").json() == []
+    assert client_for(bob).get(f"/dashboards/{dashboard.pk}/").status_code == 404
+
+
+def test_public_dashboard_is_visible_but_not_editable(alice: Any, bob: Any) -> None:
+    dashboard = make_dashboard(alice, visibility="public")
+    assert client_for(bob).get(f"/api/dashboards/{dashboard.pk}/").json()["can_edit"] is False
+    response = client_for(bob).patch(
+        f"/api/dashboards/{dashboard.pk}/", {"title": "x"}, content_type="application/json"
+    )
+    assert response.status_code == 403
+
+
+def test_widget_on_an_unreadable_channel_says_no_access_and_leaks_nothing(alice: Any, bob: Any) -> None:
+    dashboard = make_dashboard(alice, visibility="public")
+    widget = services.widget_create(
+        dashboard=dashboard, kind="line", title="Secret", channel="sys.ops", value_paths=["connections"]
+    )
+    services.points_store([("sys.ops", "connections", 1000, 7.0)])
+    data = client_for(bob).get(f"/api/dashboards/{dashboard.pk}/").json()["widgets"][0]
+    assert data["status"] == "no_access"
+    assert data["channel"] is None and data["value_paths"] == []
+    series = client_for(bob).get(f"/api/dashboards/widgets/{widget.pk}/series/?from=0&to=2000&step=1000")
+    assert series.status_code == 403
+    page = client_for(bob).get(f"/dashboards/{dashboard.pk}/").content.decode()
+    assert "no access" in page.lower()
+    assert "sys.ops" not in page and "connections" not in page
+
+
+def test_widget_on_a_nonexistent_channel_says_so(alice: Any) -> None:
+    dashboard = make_dashboard(alice)
+    services.widget_create(dashboard=dashboard, kind="stat", title="X", channel="nosuch.thing", value_paths=["v"])
+    data = client_for(alice).get(f"/api/dashboards/{dashboard.pk}/").json()["widgets"][0]
+    assert data["status"] == "no_channel"
+    assert "does not exist" in data["message"]
+
+
+def test_series_query_returns_buckets_and_refuses_bad_ranges(alice: Any) -> None:
+    dashboard = make_dashboard(alice)
+    widget = services.widget_create(dashboard=dashboard, kind="line", title="T", channel="demo.s", value_paths=["temp"])
+    services.points_store(("demo.s", "temp", 1000 * i, float(i)) for i in range(60))
+    client = client_for(alice)
+    ok = client.get(f"/api/dashboards/widgets/{widget.pk}/series/?from=0&to=59000&step=30000").json()
+    assert [row["avg"] for row in ok["series"]["temp"]] == [14.5, 44.5]
+    reversed_ = client.get(f"/api/dashboards/widgets/{widget.pk}/series/?from=5000&to=0&step=1000")
+    assert reversed_.status_code == 400
+    assert reversed_.json() == {"detail": "'from' is after 'to'", "code": "bad_request"}
+    huge = client.get(f"/api/dashboards/widgets/{widget.pk}/series/?from=0&to=100000000000&step=1")
+    assert huge.status_code == 400
+    assert "larger step" in str(huge.json())
+    junk = client.get(f"/api/dashboards/widgets/{widget.pk}/series/?from=yesterday")
+    assert junk.status_code == 400
+
+
+def test_a_read_token_cannot_write(alice: Any, mint_token: Any) -> None:
+    token = mint_token("alice", "dashboards:read")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert client.get("/api/dashboards/").status_code == 200
+    response = client.post("/api/dashboards/", {"title": "x"}, content_type="application/json")
+    assert response.status_code == 403
+    assert response.json()["code"] == "insufficient_scope"
+
+
+def test_widget_edit_and_delete(alice: Any) -> None:
+    dashboard = make_dashboard(alice)
+    widget = services.widget_create(dashboard=dashboard, kind="bar", title="T", channel="demo.s", value_paths=["a"])
+    client = client_for(alice)
+    response = client.patch(
+        f"/api/dashboards/widgets/{widget.pk}/", {"title": "Renamed"}, content_type="application/json"
+    )
+    assert response.json()["title"] == "Renamed"
+    assert client.delete(f"/api/dashboards/widgets/{widget.pk}/").status_code == 204
+    assert not Widget.objects.exists()
+    assert Dashboard.objects.get().layout == []
+
+
+def test_openapi_schema_lists_the_dashboard_endpoints(alice: Any) -> None:
+    schema = client_for(alice).get("/api/schema/").content.decode()
+    for path in ("/api/dashboards/", "/api/dashboards/widgets/{widget_id}/series/", "/api/dashboards/ingest/"):
+        assert path in schema
+
+
+def test_ingest_publishes_each_message_and_reports_bad_values(admin_user: Any, alice: Any) -> None:
+    dashboard = make_dashboard(alice)
+    services.widget_create(dashboard=dashboard, kind="line", title="T", channel="demo.s", value_paths=["temp"])
+    client = client_for(admin_user)
+    response = client.post(
+        "/api/dashboards/ingest/",
+        {"channel": "demo.s", "messages": [{"temp": 1}, {"temp": "warm"}, {"other": 2}]},
+        content_type="application/json",
+    )
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["published"] == 3
+    assert [(p["index"], p["code"]) for p in body["problems"]] == [(1, "not_numeric"), (2, "no_match")]
+    assert SeriesPoint.objects.count() == 0  # points are written by the recorder, not here
+
+
+def test_ingest_is_authorized_per_channel(alice: Any) -> None:
+    response = client_for(alice).post(
+        "/api/dashboards/ingest/", {"channel": "sys.ops", "messages": [{"x": 1}]}, content_type="application/json"
+    )
+    assert response.status_code == 403
+    missing = client_for(alice).post(
+        "/api/dashboards/ingest/", {"channel": "nope.x", "messages": [{"x": 1}]}, content_type="application/json"
+    )
+    assert missing.status_code == 404
