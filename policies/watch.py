@@ -76,10 +76,13 @@ def _dispatch_notify() -> Future[Any] | None:
 
 
 def version_moved(version: int) -> bool:
-    """Record that `version` is current; True when it is newer than what was last announced here."""
+    """Record that `version` is current; True when it differs from what was last announced here.
+
+    Versions only grow, except after a database restore: any difference counts.
+    """
     global _notified_version
     with _state_lock:
-        if version <= _notified_version:
+        if version == _notified_version:
             return False
         _notified_version = version
         return True
@@ -108,20 +111,14 @@ def _redis() -> Any:
 
 def check_once() -> bool:
     """Read the version from the database; on a change reload and notify. True if it changed."""
-    try:
-        version = selectors.policy_version()
-    finally:
-        close_old_connections()
+    version = selectors.policy_version()
     known = engine.loaded_version()
-    if known is not None and version == known and version <= _notified_version:
+    if known is not None and version == known and version == _notified_version:
         return False
     engine.mark_stale()
     if not version_moved(version):
         return False
-    try:
-        engine.snapshot()
-    finally:
-        close_old_connections()
+    engine.snapshot()
     metrics.policy_reloads.inc()
     logger.info("policy version is now %s: re-checking live sessions", version)
     future = _dispatch_notify()
@@ -146,7 +143,11 @@ def _watch() -> None:
                 pubsub.get_message(timeout=interval)
             else:
                 _stop.wait(interval)
-            check_once()
+            try:
+                check_once()
+            finally:
+                # This thread's connection must not outlive the database's limits.
+                close_old_connections()
         except Exception:
             logger.exception("policy watcher: will retry")
             if pubsub is not None:
@@ -168,3 +169,10 @@ def start_watcher() -> None:
         _notified_version = max(_notified_version, version or 0)
         _watcher = threading.Thread(target=_watch, name="policy-watcher", daemon=True)
         _watcher.start()
+
+
+def reset() -> None:
+    """Forget the last announced version (tests: a rolled-back test reuses version numbers)."""
+    global _notified_version
+    with _state_lock:
+        _notified_version = 0

@@ -93,13 +93,24 @@ def _fresh_rate_limits() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_policy_caches() -> None:
+def _fresh_policy_caches(request: pytest.FixtureRequest) -> None:
     """Each test reads the policy set of its own database (a rolled-back test leaves
-    this process's cache holding policies that no longer exist)."""
+    this process's cache holding policies that no longer exist), and has the default
+    policy set: a transactional test flushes every table, data-migration rows included."""
     from policies import engine, ratelimit
 
     engine.clear_caches()
     ratelimit.reset()
+    if request.node.get_closest_marker("django_db"):
+        request.getfixturevalue("_django_db_helper")
+        from policies.models import AccessPolicy
+
+        if not AccessPolicy.objects.exists():
+            import importlib
+
+            from django.apps import apps
+
+            importlib.import_module("policies.migrations.0002_default_policies").install(apps, None)
 
 
 # --- Actors -------------------------------------------------------------------------
