@@ -9,6 +9,7 @@ never starts them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from typing import Any
 
@@ -16,6 +17,7 @@ from django.conf import settings
 from django.core.signals import request_started
 from django.dispatch import receiver
 
+logger = logging.getLogger(__name__)
 _started: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 _tasks: set[asyncio.Task[None]] = set()
 
@@ -30,8 +32,14 @@ def start(loop: asyncio.AbstractEventLoop) -> bool:
     for coro in (recorder.run(recorder.Recorder()), ops.run()):
         task = loop.create_task(coro)
         _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
+        task.add_done_callback(_finished)
     return True
+
+
+def _finished(task: asyncio.Task[None]) -> None:
+    _tasks.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("dashboards background task stopped", exc_info=task.exception())
 
 
 @receiver(request_started)

@@ -25,6 +25,7 @@ from django.conf import settings
 
 from dashboards import services
 from dashboards.models import Widget
+from dashboards.validation import NUMERIC_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ LEASE_MS = 10_000
 
 
 def channel_paths() -> dict[str, set[str]]:
-    """Every channel some widget reads, with the value paths to record on it."""
+    """Every channel some chart reads, with the numeric value paths to record on it."""
     table: dict[str, set[str]] = {}
-    for channel, value_paths in Widget.objects.values_list("channel", "value_paths"):
+    for channel, value_paths in Widget.objects.filter(kind__in=NUMERIC_KINDS).values_list("channel", "value_paths"):
         table.setdefault(channel, set()).update(p for p in value_paths or [] if isinstance(p, str))
     return table
 

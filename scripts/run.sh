@@ -18,7 +18,10 @@ if [[ -n "${REDIS_URL:-}" ]]; then broker="Redis"; else broker="the filesystem b
 echo "Starting a Celery worker with beat on $broker"
 $PY -m celery -A webconnect worker --beat --concurrency 1 --loglevel WARNING &
 celery_pid=$!
-trap 'kill "$celery_pid" 2>/dev/null || true; wait "$celery_pid" 2>/dev/null || true' EXIT INT TERM
+# The demo producer feeds the demo dashboard through the server (it retries until the server is up).
+$PY manage.py demo_producer --url "http://$HOST:$PORT" >/dev/null &
+producer_pid=$!
+trap 'kill "$celery_pid" "$producer_pid" 2>/dev/null || true; wait "$celery_pid" "$producer_pid" 2>/dev/null || true' EXIT INT TERM
 
 echo
 echo "webconnect is serving on http://$HOST:$PORT/  (sign in at http://$HOST:$PORT/accounts/login/)"

@@ -362,6 +362,19 @@ REALTIME_REDIS_PREFIX = envstr("REALTIME_REDIS_PREFIX", "webconnect:rt")
 # /metrics is for staff, and for these client addresses (exact IPs or CIDR ranges).
 METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS")
 
+# --- Dashboards ------------------------------------------------------------------
+
+# A series query may return at most this many buckets ((to - from) / step); more is a 400.
+DASHBOARDS_MAX_QUERY_POINTS = envint("DASHBOARDS_MAX_QUERY_POINTS", 10_000, minimum=10)
+# Messages per batch ingest request.
+DASHBOARDS_INGEST_MAX_BATCH = envint("DASHBOARDS_INGEST_MAX_BATCH", 1000, minimum=1)
+# Channel messages the recorder holds between two writes (the oldest are dropped beyond it).
+DASHBOARDS_RECORDER_BUFFER = envint("DASHBOARDS_RECORDER_BUFFER", 100_000, minimum=100)
+# How often each web process publishes its operations figures on sys.ops.
+DASHBOARDS_OPS_INTERVAL_MS = envint("DASHBOARDS_OPS_INTERVAL_MS", 1000, minimum=100)
+# Run the recorder and the ops publisher in each web process (started by its first HTTP request).
+DASHBOARDS_BACKGROUND = envbool("DASHBOARDS_BACKGROUND", True)
+
 # --- Internationalisation, static files -----------------------------------------
 
 LANGUAGE_CODE = "en-us"

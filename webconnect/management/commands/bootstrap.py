@@ -14,6 +14,10 @@ class Command(BaseCommand):
     help = "Create the demo administrator once (or from DJANGO_SUPERUSER_* variables)."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        from dashboards.demo import builtin_dashboards_ensure, producer_user
+
+        # The demo and operations dashboards, once (the demo producer feeds the first).
+        builtin_dashboards_ensure(owner=producer_user())
         users = get_user_model().objects
         if users.filter(is_superuser=True).exists():
             self.stdout.write("An administrator already exists; sign in with the credentials printed on first run.")
