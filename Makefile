@@ -13,8 +13,9 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
+$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt clients/python/pyproject.toml
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -e clients/python
 	touch $@
 
 install: $(VENV)/.installed

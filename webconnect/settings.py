@@ -359,6 +359,8 @@ REALTIME_PIPELINE = envlist(
 REALTIME_REQUEST_METHODS = envlist("REALTIME_REQUEST_METHODS")
 # Keys and pub/sub channels of the real-time hub in Redis (services mode) start with this.
 REALTIME_REDIS_PREFIX = envstr("REALTIME_REDIS_PREFIX", "webconnect:rt")
+# Seconds after which the presence entries of a server process that stopped refreshing them (it died) vanish.
+REALTIME_PRESENCE_TTL = envint("REALTIME_PRESENCE_TTL", 30, minimum=3)
 # /metrics is for staff, and for these client addresses (exact IPs or CIDR ranges).
 METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS")
 

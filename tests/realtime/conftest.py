@@ -24,10 +24,11 @@ def _fresh_namespaces(request: pytest.FixtureRequest) -> Iterator[None]:
             with contextlib.suppress(ImportError):
                 importlib.import_module(module).install(apps, None)
         try:
-            from policies import engine
+            # A new version makes live server processes drop what they cached during the flush.
+            from policies import engine, services
 
+            services.policy_version_bump()
             engine.mark_stale()
-            engine._decisions.clear()
         except (ImportError, AttributeError):
             pass
     selectors.namespace_cache_clear()

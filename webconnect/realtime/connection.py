@@ -82,6 +82,11 @@ class Connection:
             return
         self.closing = True
         metrics.DISCONNECTS.labels(reason).inc()
+        # Daphne does not pass a close reason on to the peer, so the reason also
+        # travels in a last `close` frame, written past the (possibly full) queue.
+        with contextlib.suppress(Exception):
+            notice = protocol.encode("close", {"code": code, "reason": reason})
+            await asyncio.wait_for(self._send_text(notice), 1)
         with contextlib.suppress(Exception):
             await self._close(code, reason)
         await self.stop()

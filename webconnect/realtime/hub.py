@@ -27,7 +27,7 @@ from django.conf import settings
 
 from webconnect.realtime import metrics, protocol
 from webconnect.realtime.history import MemoryHistory, Position, Recovery, RedisHistory
-from webconnect.realtime.presence import PROCESS_TTL, MemoryPresence, RedisPresence
+from webconnect.realtime.presence import MemoryPresence, RedisPresence, process_ttl
 from webconnect.realtime.selectors import NamespaceConfig
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class Hub:
                 raise
             except Exception:
                 logger.exception("real-time hub: presence refresh failed")
-            await asyncio.sleep(PROCESS_TTL / 3)
+            await asyncio.sleep(process_ttl() / 3)
 
     # --- Local subscribers -------------------------------------------------------------
 

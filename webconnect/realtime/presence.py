@@ -3,7 +3,7 @@
 Redis (production): one hash per channel whose fields are `<process>:<connection>`;
 each process keeps an "alive" key with a short TTL refreshed by its heartbeat, and
 readers drop the fields of processes whose key has expired, so the entries of a
-process that died disappear within PROCESS_TTL seconds. Memory (development):
+process that died disappear within REALTIME_PRESENCE_TTL seconds. Memory (development):
 a dict in this process.
 """
 
@@ -13,7 +13,12 @@ import json
 from collections import defaultdict
 from typing import Any
 
-PROCESS_TTL = 30  # seconds; the hub refreshes its alive key every PROCESS_TTL / 3
+
+def process_ttl() -> int:
+    """Seconds a process's alive key lives; the hub refreshes it every third of that."""
+    from django.conf import settings
+
+    return int(settings.REALTIME_PRESENCE_TTL)
 
 
 def summarise(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -60,9 +65,9 @@ class RedisPresence:
 
     async def add(self, channel: str, conn_id: str, info: dict[str, Any]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(self._alive_key(self.process_id), "1", ex=PROCESS_TTL)
+            pipe.set(self._alive_key(self.process_id), "1", ex=process_ttl())
             pipe.hset(self._key(channel), f"{self.process_id}:{conn_id}", json.dumps(info))
-            pipe.expire(self._key(channel), PROCESS_TTL * 4)
+            pipe.expire(self._key(channel), process_ttl() * 4)
             await pipe.execute()
 
     async def remove(self, channel: str, conn_id: str) -> None:
@@ -82,7 +87,7 @@ class RedisPresence:
 
     async def refresh(self, channels: set[str]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(self._alive_key(self.process_id), "1", ex=PROCESS_TTL)
+            pipe.set(self._alive_key(self.process_id), "1", ex=process_ttl())
             for channel in channels:
-                pipe.expire(self._key(channel), PROCESS_TTL * 4)
+                pipe.expire(self._key(channel), process_ttl() * 4)
             await pipe.execute()

@@ -1,0 +1,3 @@
+from webconnect_client.cli import main
+
+raise SystemExit(main())

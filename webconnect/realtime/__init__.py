@@ -1,0 +1,1 @@
+"""Real-time messaging: the /ws/ protocol, hub, history, presence and their REST API."""
