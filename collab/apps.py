@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class CollabConfig(AppConfig):
     name = "collab"
     verbose_name = "Documents"
+
+    def ready(self) -> None:
+        from collab import jobs  # noqa: F401  (registers the compaction job)

@@ -121,10 +121,11 @@ def document_compact(*, document_id: int) -> bool:
     the lock are folded and deleted, later rows stay in the log.
     """
     with transaction.atomic():
-        try:
-            document = Document.objects.select_for_update().get(pk=document_id)
-        except Document.DoesNotExist:
+        # Take the write lock first: PostgreSQL row lock, and on SQLite the
+        # database write lock, so a second compaction waits and then finds nothing.
+        if not Document.objects.filter(pk=document_id).update(snapshot_seq=F("snapshot_seq")):
             return False
+        document = Document.objects.select_for_update().get(pk=document_id)
         rows = list(
             DocumentUpdate.objects.filter(document_id=document_id, id__gt=document.snapshot_seq)
             .order_by("id")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.db.models import F
 
 from collab import services
-from collab.models import Document
+from collab.jobs import documents_to_compact
 
 
 @shared_task(acks_late=True)
@@ -17,8 +16,7 @@ def compact_document(document_id: int) -> bool:
 
 def compact_all() -> int:
     """Every document with a log beyond its snapshot; returns how many were compacted."""
-    ids = list(Document.objects.filter(updates__id__gt=F("snapshot_seq")).values_list("id", flat=True).distinct())
-    return sum(1 for document_id in ids if services.document_compact(document_id=document_id))
+    return sum(1 for document_id in documents_to_compact() if services.document_compact(document_id=document_id))
 
 
 @shared_task(acks_late=True)

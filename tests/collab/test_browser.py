@@ -17,6 +17,15 @@ EDITOR = "[data-testid=editor] .tiptap"
 
 
 @pytest.fixture
+def live_daphne(live_server_factory: Callable[..., LiveServer]) -> Iterator[LiveServer]:
+    """A Daphne of its own per test: a shared one can cache the policy set it read while
+    the previous test's flush had emptied the tables."""
+    server = live_server_factory()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def open_page(chromium: Any, live_daphne: LiveServer) -> Iterator[Callable[[str], Any]]:
     contexts: list[Any] = []
 

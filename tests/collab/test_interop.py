@@ -13,51 +13,15 @@ from typing import Any
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
-from pycrdt import Awareness, Doc, Text
 
 from collab import protocol, services
+from tests.collab.yclient import RawClient
 from tests.conftest import ROOT, LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 NODE_MODULES = ROOT / "frontend" / "node_modules"
 SCRIPT = Path(__file__).with_name("interop.cjs")
-
-
-class RawClient:
-    """pycrdt document + a plain `websockets` connection speaking y-websocket."""
-
-    def __init__(self, socket: Any) -> None:
-        self.socket = socket
-        self.doc: Doc[Any] = Doc()
-        self.awareness = Awareness(self.doc)
-        self.synced = False
-
-    @property
-    def text(self) -> Text:
-        return self.doc.get("t", type=Text)
-
-    async def handle(self, frame: bytes) -> None:
-        message = protocol.parse(frame)
-        if isinstance(message, protocol.SyncStep1):
-            await self.socket.send(protocol.sync_step2(self.doc.get_update(message.state_vector)))
-        elif isinstance(message, protocol.SyncStep2):
-            self.doc.apply_update(message.update)
-            self.synced = True
-        elif isinstance(message, protocol.SyncUpdate):
-            self.doc.apply_update(message.update)
-        elif isinstance(message, protocol.AwarenessUpdate):
-            self.awareness.apply_awareness_update(message.payload, origin="server")
-
-    async def run_until(self, condition: Callable[[], bool], seconds: float = 20) -> None:
-        async with asyncio.timeout(seconds):
-            while not condition():
-                await self.handle(await self.socket.recv())
-
-    async def insert(self, value: str) -> None:
-        before = self.doc.get_state()
-        self.text.insert(len(self.text), value)
-        await self.socket.send(protocol.sync_update(self.doc.get_update(before)))
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed")

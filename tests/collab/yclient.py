@@ -1,9 +1,10 @@
-"""A y-websocket client on pycrdt for tests, speaking through a WebsocketCommunicator."""
+"""y-websocket clients on pycrdt for tests: through a WebsocketCommunicator (YClient) or a real socket (RawClient)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,3 +118,39 @@ async def connect(document_id: int, token: str | None, *, start: bool = True) ->
         await client.start()
         await client.pump(wait=2, until=lambda: client.synced or client.closed_code is not None)
     return client
+
+
+class RawClient:
+    """pycrdt document + a plain `websockets` connection speaking y-websocket."""
+
+    def __init__(self, socket: Any) -> None:
+        self.socket = socket
+        self.doc: Doc[Any] = Doc()
+        self.awareness = Awareness(self.doc)
+        self.synced = False
+
+    @property
+    def text(self) -> Text:
+        return self.doc.get("t", type=Text)
+
+    async def handle(self, frame: bytes) -> None:
+        message = protocol.parse(frame)
+        if isinstance(message, protocol.SyncStep1):
+            await self.socket.send(protocol.sync_step2(self.doc.get_update(message.state_vector)))
+        elif isinstance(message, protocol.SyncStep2):
+            self.doc.apply_update(message.update)
+            self.synced = True
+        elif isinstance(message, protocol.SyncUpdate):
+            self.doc.apply_update(message.update)
+        elif isinstance(message, protocol.AwarenessUpdate):
+            self.awareness.apply_awareness_update(message.payload, origin="server")
+
+    async def run_until(self, condition: Callable[[], bool], seconds: float = 20) -> None:
+        async with asyncio.timeout(seconds):
+            while not condition():
+                await self.handle(await self.socket.recv())
+
+    async def insert(self, value: str) -> None:
+        before = self.doc.get_state()
+        self.text.insert(len(self.text), value)
+        await self.socket.send(protocol.sync_update(self.doc.get_update(before)))
