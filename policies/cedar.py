@@ -296,8 +296,15 @@ class Outcome:
     errors: tuple[str, ...]
 
 
-def evaluate(policy_set: Any, request: CedarRequest) -> Outcome:
-    result = cedarpy.is_authorized(request.request, policy_set, request.entities, schema=schema())
+def evaluate(policy_set: Any, request: CedarRequest, *, strict: bool = False) -> Outcome:
+    """Evaluate; `strict` also checks the request and entities against the schema.
+
+    The hot path skips that check (it doubles the cost of a decision): every
+    policy was validated against the schema when saved, and `build_request`
+    produces what the schema describes (tests check it with strict=True). A
+    mismatch still cannot allow anything: it is an evaluation error, which denies.
+    """
+    result = cedarpy.is_authorized(request.request, policy_set, request.entities, schema=schema() if strict else None)
     diagnostics = result.diagnostics
     names = diagnostics.id_annotations_by_reason
     policies = tuple(

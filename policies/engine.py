@@ -170,8 +170,9 @@ def evaluate(
     context: dict[str, Any],
     *,
     audit: bool = True,
+    strict: bool = False,
 ) -> Decision:
-    """Evaluate without the decision cache (the simulator uses this directly, without auditing)."""
+    """Evaluate without the decision cache (the simulator: without auditing, strict about the schema)."""
     from webconnect.authorization import Decision
 
     request = cedar.build_request(
@@ -186,7 +187,7 @@ def evaluate(
         auth_method=principal.auth.method,
         now=context.get("now") or timezone.now(),
     )
-    outcome = cedar.evaluate(snap.policy_set, request)
+    outcome = cedar.evaluate(snap.policy_set, request, strict=strict)
     if outcome.errors:
         # Cedar skips a policy that errors, which could let a broken forbid
         # through: any evaluation error denies here.

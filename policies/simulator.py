@@ -78,7 +78,7 @@ def simulate(
     if at is not None:
         context["now"] = at
     try:
-        decision = engine.evaluate(snap, principal, action, resource, context, audit=False)
+        decision = engine.evaluate(snap, principal, action, resource, context, audit=False, strict=True)
     except Exception as exc:
         decision = Decision(False, errors=(f"{type(exc).__name__}: {exc}",), reason="evaluation error")
     return Simulation(decision, who, snap.version)

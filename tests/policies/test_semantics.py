@@ -161,3 +161,23 @@ def test_decisions_are_cached_until_the_version_moves(alice: Any) -> None:
     assert len(engine._decisions) == 1
     add_policy("no-chat", "forbid(principal, action, resource is Channel);")
     assert not authorize(Principal(alice), "publish", lobby)
+
+
+@pytest.mark.parametrize(
+    ("action", "resource"),
+    [
+        ("connect", Resource("Channel", "*", {"anonymous_read": False})),
+        ("subscribe", Resource("Channel", "user.5", {"classification": "internal", "history_size": 50})),
+        ("edit", Resource("Document", "1", {"owner_id": 1, "editor_ids": [2], "viewer_ids": [3], "roles": ["ops"]})),
+        ("view", Resource("Dashboard", "2", {"owner_id": 1, "visibility": "public"})),
+        ("administer", Resource("Platform", "webconnect")),
+    ],
+)
+def test_requests_match_the_schema(alice: Any, action: str, resource: Resource) -> None:
+    """The hot path skips schema checks of requests; this is where they are checked."""
+    from policies import engine
+
+    decision = engine.evaluate(engine.snapshot(), Principal(alice), action, resource, {}, strict=True)
+    assert decision.errors == ()
+    anonymous = Principal(AnonymousUser(), ConnectionAuth(method="anonymous", scopes=frozenset()))
+    assert engine.evaluate(engine.snapshot(), anonymous, action, resource, {}, strict=True).errors == ()
