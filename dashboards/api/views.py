@@ -272,7 +272,8 @@ def _int_param(request: Request, name: str, default: int) -> int:
 class IngestApi(APIView):
     """Publish many messages on one channel at once; each goes live and widget paths are recorded as points."""
 
-    scope_prefix = "dashboards"
+    # Each message is a real-time publish, so a token needs both scopes.
+    required_scopes = ["dashboards:write", "realtime:write"]
 
     @extend_schema_serializer(component_name="DashboardIngest")
     class InputSerializer(serializers.Serializer[Any]):

@@ -81,7 +81,7 @@ class Command(BaseCommand):
 
     def _mint(self, username: str) -> str:
         out = StringIO()
-        call_command("createtoken", username, scopes="dashboards:write", expires=86400, stdout=out)
+        call_command("createtoken", username, scopes="dashboards:write realtime:write", expires=86400, stdout=out)
         return out.getvalue().strip()
 
     def _post(self, channel: str, messages: list[Any], username: str) -> bool:

@@ -1,0 +1,104 @@
+"""The demo dashboard in Chromium: points arrive live; a viewer without access to a channel sees "no access"."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from dashboards import services
+from dashboards.demo import builtin_dashboards_ensure, producer_user
+from dashboards.models import SeriesPoint
+from tests.conftest import ARTIFACTS, PASSWORD, ROOT, LiveServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def sign_in(page: Any, server: LiveServer, username: str) -> None:
+    page.goto(f"{server.url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.url}/")
+
+
+def start_producer(server: LiveServer, seconds: float) -> subprocess.Popen[bytes]:
+    from django.db import connection
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "WEBCONNECT_TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    command = [sys.executable, "manage.py", "demo_producer", "--url", server.url, "--interval", "0.2"]
+    return subprocess.Popen(
+        [*command, "--seconds", str(seconds), "--seed", "7"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(ARTIFACTS / "demo-producer.log").open("wb"),
+    )
+
+
+def test_the_demo_dashboard_receives_points_live(page: Any, live_daphne: LiveServer, make_user: Any) -> None:
+    make_user("viewer")
+    demo, _ = builtin_dashboards_ensure(owner=producer_user())
+    ARTIFACTS.mkdir(exist_ok=True)
+    producer = start_producer(live_daphne, seconds=40)
+    try:
+        sign_in(page, live_daphne, "viewer")
+        page.click("[data-testid=link-dashboards]")
+        page.click(f"[data-testid=dashboard-{demo.pk}]")
+        page.wait_for_selector("[data-testid=live-status].live")
+        page.wait_for_function("window.dashboardStats && window.dashboardStats.received >= 3", timeout=20_000)
+        first = page.evaluate("window.dashboardStats.received")
+        page.wait_for_function(f"window.dashboardStats.received > {first} + 3", timeout=20_000)
+        stats = page.evaluate("window.dashboardStats")
+        assert stats["drawn"] > 0
+        # Every numeric widget shows a number, and none reports a problem.
+        stat = demo.widgets.get(kind="stat")
+        value = page.text_content(f"[data-testid=widget-{stat.pk}] .stat-value")
+        assert value and value[0].isdigit() and "items/min" in value
+        log = demo.widgets.get(kind="log")
+        page.wait_for_selector(f"[data-testid=widget-{log.pk}] .log-line", timeout=20_000)
+        for widget in demo.widgets.all():
+            assert page.text_content(f"[data-testid=widget-{widget.pk}] [data-testid=widget-status]") == ""
+        line = demo.widgets.get(kind="line")
+        assert page.locator(f"[data-testid=widget-{line.pk}] canvas").count() >= 1
+        page.screenshot(path=str(ARTIFACTS / "dashboards-demo-live.png"), full_page=True)
+        # The server's recorder stored the same readings as series points for history.
+        deadline = time.monotonic() + 10
+        while not SeriesPoint.objects.filter(channel="demo.sensors").exists() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert SeriesPoint.objects.filter(channel="demo.sensors", path="pressure").exists()
+    finally:
+        producer.terminate()
+        producer.wait(timeout=10)
+
+
+def test_a_viewer_without_access_to_a_channel_sees_no_access(
+    page: Any, live_daphne: LiveServer, make_user: Any
+) -> None:
+    owner = make_user("owner", staff=True)
+    make_user("viewer2")
+    builtin_dashboards_ensure(owner=producer_user())
+    dashboard = services.dashboard_create(owner=owner, title="Mixed", visibility="public")
+    secret = services.widget_create(
+        dashboard=dashboard, kind="line", title="Platform load", channel="sys.ops", value_paths=["connections"]
+    )
+    open_ = services.widget_create(
+        dashboard=dashboard, kind="stat", title="Pressure", channel="demo.sensors", value_paths=["pressure"]
+    )
+    sign_in(page, live_daphne, "viewer2")
+    page.goto(f"{live_daphne.url}/dashboards/{dashboard.pk}/")
+    assert page.text_content(f"[data-testid=widget-{secret.pk}] [data-testid=widget-status]") == "no access"
+    assert page.text_content(f"[data-testid=widget-{open_.pk}] [data-testid=widget-status]") == ""
+    html = page.content()
+    assert "sys.ops" not in html and '"connections"' not in html
+    page.wait_for_selector("[data-testid=live-status].live")
+    page.screenshot(path=str(ARTIFACTS / "dashboards-no-access.png"), full_page=True)
