@@ -137,6 +137,23 @@ class ShareGrant(models.Model):
         principal = f"{self.principal_type}::{self.principal_id}"
         return f"{self.template.name}: {principal} on {self.resource_type}::{self.resource_id}"
 
+    def clean(self) -> None:
+        template = AccessPolicy.objects.filter(pk=self.template_id).first() if self.template_id else None
+        if template is None:
+            return
+        if not template.is_template:
+            raise ValidationError({"template": f"{template.name} is not a template (it has no ?principal/?resource)"})
+        probe = cedar.Link(
+            f"{cedar.LINK_PREFIX}new",
+            template.name,
+            (self.principal_type, self.principal_id),
+            (self.resource_type, self.resource_id),
+        )
+        try:
+            cedar.build_policy_set([template.source()], [probe])
+        except ValueError as exc:
+            raise ValidationError(f"cannot link {template.name}: {exc}") from None
+
     @property
     def link_id(self) -> str:
         return f"{cedar.LINK_PREFIX}{self.pk}"

@@ -108,3 +108,35 @@ def test_the_admin_exports_and_imports(admin_user: Any) -> None:
     upload = SimpleUploadedFile("policies.json", json.dumps(data).encode(), content_type="application/json")
     response = client.post("/admin/policies/accesspolicy/import/", {"file": upload})
     assert response.status_code == 302
+
+
+def test_the_management_commands_round_trip(tmp_path: Any) -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("exportpolicies", stdout=out)
+    path = tmp_path / "policies.json"
+    path.write_text(out.getvalue())
+    out = StringIO()
+    call_command("importpolicies", str(path), stdout=out)
+    assert "imported 15 access" in out.getvalue()
+    data = json.loads(path.read_text())
+    data["access_policies"].append({"name": "bad", "text": ""})
+    path.write_text(json.dumps(data))
+    with pytest.raises(CommandError, match="bad: the policy text is empty"):
+        call_command("importpolicies", str(path))
+
+
+def test_a_share_grant_must_link_a_template(alice: Any, admin_user: Any) -> None:
+    client = Client()
+    client.force_login(admin_user)
+    plain = AccessPolicy.objects.get(name="signed-in-chat")
+    template = AccessPolicy.objects.get(name="share-viewer")
+    form = {"principal_type": "User", "principal_id": str(alice.pk), "resource_type": "Document", "resource_id": "3"}
+    response = client.post("/admin/policies/sharegrant/add/", {**form, "template": plain.pk})
+    assert response.status_code == 200 and "is not a template" in response.content.decode()
+    response = client.post("/admin/policies/sharegrant/add/", {**form, "template": template.pk})
+    assert response.status_code == 302
+    assert authorize(Principal(alice), "read", Resource("Document", "3"))
