@@ -116,9 +116,11 @@ def check_once() -> bool:
     if known is not None and version == known and version == _notified_version:
         return False
     engine.mark_stale()
+    # Load first: if loading fails, the version is not marked as announced and
+    # the next check tries again.
+    engine.snapshot()
     if not version_moved(version):
         return False
-    engine.snapshot()
     metrics.policy_reloads.inc()
     logger.info("policy version is now %s: re-checking live sessions", version)
     future = _dispatch_notify()
