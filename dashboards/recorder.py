@@ -23,7 +23,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from dashboards import services
+from dashboards import metrics, services
 from dashboards.models import Widget
 from dashboards.validation import NUMERIC_KINDS
 
@@ -58,6 +58,7 @@ class Recorder:
             return
         if len(self.buffer) == self.buffer.maxlen:
             self.dropped += 1
+            metrics.RECORDER_DROPPED.inc()
         self.buffer.append((channel, text))
 
     def points_from(self, channel: str, text: str) -> list[tuple[str, str, int, float]]:
@@ -72,6 +73,8 @@ class Recorder:
             return []
         extracted = services.extract_points(payload, sorted(value_paths))
         self.rejected += len(extracted.problems)
+        for problem in extracted.problems:
+            metrics.VALUES_REJECTED.labels(problem["code"]).inc()
         return [(channel, path, ts, value) for path, value in extracted.points]
 
     def flush(self) -> int:
@@ -85,6 +88,7 @@ class Recorder:
         if points:
             services.points_store(points)
             self.stored += len(points)
+            metrics.POINTS_RECORDED.inc(len(points))
         return len(points)
 
     def refresh(self, paths: dict[str, set[str]]) -> tuple[set[str], set[str]]:

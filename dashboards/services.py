@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from dashboards import paths
+from dashboards import metrics, paths
 from dashboards.models import Dashboard, SeriesPoint, Widget, layout_problem
 from dashboards.validation import widget_problems
 from webconnect.authorization import Principal
@@ -131,19 +131,34 @@ def ingest_max_batch() -> int:
     return int(getattr(settings, "DASHBOARDS_INGEST_MAX_BATCH", 1000))
 
 
-async def ingest_batch(*, principal: Principal, channel: str, payloads: list[Any]) -> dict[str, Any]:
+def ingest_prepare(channel: str) -> set[str]:
+    """The sync half of an ingest: the widget paths to check on `channel`, and a warm namespace cache.
+
+    Done before entering the event loop so that the async half reads the
+    namespace from the per-process cache instead of the database.
+    """
+    from dashboards.recorder import channel_paths
+    from webconnect.realtime import protocol
+    from webconnect.realtime.selectors import namespace_get
+
+    if protocol.valid_channel(channel):
+        namespace_get(protocol.namespace_of(channel))
+    return channel_paths().get(channel, set())
+
+
+async def ingest_batch(
+    *, principal: Principal, channel: str, payloads: list[Any], value_paths: set[str] | None = None
+) -> dict[str, Any]:
     """Publish many messages on `channel` at once (each goes live and is recorded as points).
 
     Each message passes the real-time publish checks (authorization, rate limits,
     payload schema). The answer lists, per message, the widget value paths that
     did not yield a number, so a producer learns at once why a chart stays empty.
     """
-    from asgiref.sync import sync_to_async
-
-    from dashboards.recorder import channel_paths
+    from webconnect.realtime import protocol
     from webconnect.realtime import services as realtime
 
-    value_paths = (await sync_to_async(channel_paths)()).get(channel, set())
+    protocol.check_channel(channel)
     namespace = await realtime.check_channel_action(principal, "publish", channel)
     first = last = None
     problems: list[dict[str, Any]] = []
@@ -151,8 +166,9 @@ async def ingest_batch(*, principal: Principal, channel: str, payloads: list[Any
         position = await realtime.channel_publish(
             principal=principal, channel=channel, payload=payload, source="dashboards-ingest", namespace=namespace
         )
+        metrics.INGESTED.inc()
         first = position.offset if first is None else first
         last = position.offset
-        for problem in extract_points(payload, sorted(value_paths)).problems:
+        for problem in extract_points(payload, sorted(value_paths or ())).problems:
             problems.append({"index": index, **problem})
     return {"published": len(payloads), "first_offset": first, "last_offset": last, "problems": problems[:100]}

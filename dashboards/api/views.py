@@ -295,9 +295,11 @@ class IngestApi(APIView):
         limit = services.ingest_max_batch()
         if len(messages) > limit:
             raise serializers.ValidationError({"messages": f"at most {limit} messages per batch"})
+        channel = data.validated_data["channel"]
+        value_paths = services.ingest_prepare(channel)
         try:
             result = async_to_sync(services.ingest_batch)(
-                principal=request_principal(request), channel=data.validated_data["channel"], payloads=messages
+                principal=request_principal(request), channel=channel, payloads=messages, value_paths=value_paths
             )
         except protocol.ProtocolError as exc:
             return error_response(exc)

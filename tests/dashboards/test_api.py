@@ -189,3 +189,38 @@ def test_ingest_is_authorized_per_channel(alice: Any) -> None:
         "/api/dashboards/ingest/", {"channel": "nope.x", "messages": [{"x": 1}]}, content_type="application/json"
     )
     assert missing.status_code == 404
+
+
+def test_ingest_with_a_token_needs_realtime_write_too(admin_user: Any, mint_token: Any) -> None:
+    token = mint_token(admin_user.username, "dashboards:write")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = client.post(
+        "/api/dashboards/ingest/", {"channel": "demo.s", "messages": [{"x": 1}]}, content_type="application/json"
+    )
+    assert response.status_code == 403
+    assert response.json()["required_scopes"] == ["dashboards:write", "realtime:write"]
+
+
+def test_ingest_refuses_oversized_batches(admin_user: Any, settings: Any) -> None:
+    settings.DASHBOARDS_INGEST_MAX_BATCH = 2
+    response = client_for(admin_user).post(
+        "/api/dashboards/ingest/", {"channel": "demo.s", "messages": [1, 2, 3]}, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert "at most 2" in str(response.json())
+
+
+def test_the_operations_dashboard_is_for_staff(admin_user: Any, alice: Any) -> None:
+    from dashboards.demo import builtin_dashboards_ensure, producer_user
+
+    _, ops_dashboard = builtin_dashboards_ensure(owner=producer_user())
+    staff_view = client_for(admin_user).get(f"/api/dashboards/{ops_dashboard.pk}/").json()
+    assert {w["status"] for w in staff_view["widgets"]} == {"ok"}
+    assert client_for(alice).get(f"/api/dashboards/{ops_dashboard.pk}/").status_code == 404
+    assert client_for(admin_user).get(f"/dashboards/{ops_dashboard.pk}/").status_code == 200
+
+
+def test_metrics_include_the_dashboard_counters(admin_user: Any) -> None:
+    body = client_for(admin_user).get("/metrics").content.decode()
+    assert "webconnect_dashboards_points_recorded_total" in body
+    assert "webconnect_realtime_connections" in body

@@ -57,7 +57,10 @@ async def test_ingested_points_reach_a_subscriber_and_the_store(alice: Any, admi
         assert (await frames_of(socket, "ack", 1))[0]["header"]["id"] == "s"
         principal = Principal(admin_user, ConnectionAuth(method="session"))
         result = await services.ingest_batch(
-            principal=principal, channel="demo.live", payloads=[{"temp": 20 + i} for i in range(5)]
+            principal=principal,
+            channel="demo.live",
+            payloads=[{"temp": 20 + i} for i in range(5)],
+            value_paths={"temp"},
         )
         assert result["published"] == 5
         messages = await frames_of(socket, "message", 5)
