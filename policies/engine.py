@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 CONTEXT_KEYS = ("client_ip", "now")
 _MAX_CACHED_DECISIONS = 20_000
 _MAX_CACHED_ROLES = 10_000
+_AUDIT_EVENTS_PER_ACTOR = 20  # denial events per actor per POLICY_AUDIT_INTERVAL
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ _checked_at = 0.0
 _stale = True
 _decisions: dict[tuple[Any, ...], tuple[float, Decision]] = {}
 _roles: dict[tuple[int, Any], tuple[str, ...]] = {}
-_denials: dict[tuple[Any, ...], list[float]] = {}  # key -> [window start, suppressed count]
+# (user, action, resource) -> [window start, repeats]; ("actor", id) -> [window start, events, not audited]
+_denials: dict[tuple[Any, ...], list[float]] = {}
 
 
 def mark_stale() -> None:
@@ -224,6 +226,19 @@ def _record_denial(principal: Principal, action: str, resource: Resource, decisi
     if len(_denials) > _MAX_CACHED_DECISIONS:
         _denials.clear()
     _denials[key] = [now, 0]
+    # Many different resources (a client probing channel names) would each get
+    # an event: each actor also has a budget per window; over it, denials are
+    # only counted and reported with that actor's next event.
+    actor_key = ("actor", user.pk if user else principal.auth.client_ip)
+    budget = _denials.get(actor_key)
+    if budget is None or now - budget[0] >= settings.POLICY_AUDIT_INTERVAL:
+        budget = _denials[actor_key] = [now, 0, 0]
+    budget[1] += 1
+    if budget[1] > _AUDIT_EVENTS_PER_ACTOR:
+        budget[2] += 1
+        return
+    suppressed_for_actor = int(budget[2])
+    budget[2] = 0
     try:
         from webconnect.audit import audit_record
 
@@ -239,6 +254,7 @@ def _record_denial(principal: Principal, action: str, resource: Resource, decisi
                 "policies": list(decision.policies),
                 "errors": list(decision.errors),
                 "repeats_since_last": suppressed,
+                "other_denials_not_audited": suppressed_for_actor,
             },
         )
     except Exception:

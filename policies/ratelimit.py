@@ -89,6 +89,7 @@ _shared: dict[str, AsyncRateLimiter] = {}
 _local: dict[str, RateLimiter] = {}
 _clients: dict[int, str] = {}
 _hits: dict[tuple[Any, ...], list[float]] = {}  # audit aggregation: key -> [window start, suppressed]
+_AUDIT_EVENTS_PER_ACTOR = 20  # rate-limit events per actor per POLICY_AUDIT_INTERVAL
 
 
 def _load_rules() -> _Rules:
@@ -263,6 +264,15 @@ async def _record_hit(
     if len(_hits) > 10_000:
         _hits.clear()
     _hits[key] = [now, 0]
+    # Per-channel keys could still add up to many events for one client: each
+    # actor has a budget of events per window as well.
+    actor_key = ("actor", principal.user.pk if principal.is_authenticated else principal.auth.client_ip)
+    budget = _hits.get(actor_key)
+    if budget is None or now - budget[0] >= settings.POLICY_AUDIT_INTERVAL:
+        budget = _hits[actor_key] = [now, 0]
+    budget[1] += 1
+    if budget[1] > _AUDIT_EVENTS_PER_ACTOR:
+        return
     from webconnect.audit import audit_record
 
     try:

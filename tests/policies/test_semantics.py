@@ -181,3 +181,12 @@ def test_requests_match_the_schema(alice: Any, action: str, resource: Resource) 
     assert decision.errors == ()
     anonymous = Principal(AnonymousUser(), ConnectionAuth(method="anonymous", scopes=frozenset()))
     assert engine.evaluate(engine.snapshot(), anonymous, action, resource, {}, strict=True).errors == ()
+
+
+@pytest.mark.django_db
+def test_probing_many_resources_cannot_flood_the_audit_log(alice: Any) -> None:
+    from webconnect.models import AuditEvent
+
+    for n in range(60):
+        assert not authorize(Principal(alice), "subscribe", Resource("Channel", f"ops.probe{n}"))
+    assert AuditEvent.objects.filter(action="policy.denied").count() == 20
