@@ -61,6 +61,14 @@ class DocumentConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             room, self.room = self.room, None
             await rooms.leave(room, self)
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Frames never touch the ORM here (the room's writer threads manage their own
+        # connections), so skip Channels' per-message close_old_connections thread hop.
+        if message.get("type") == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.room is None or self._closing:
             return

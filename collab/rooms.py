@@ -18,11 +18,13 @@ import logging
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.db import close_old_connections
 from pycrdt import Awareness, Doc, get_update
 
 from collab import protocol, services
@@ -34,6 +36,23 @@ logger = logging.getLogger(__name__)
 
 # Marks this process's own publications, which its listener must not re-apply.
 PROCESS_ID = uuid.uuid4().hex
+
+# Log writes run on their own threads, not Channels' single thread for
+# thread-sensitive work: there they would queue behind every consumer's
+# per-frame bookkeeping, and frames would stop piling up into group commits.
+_log_writers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="collab-log")
+
+
+def shutdown_log_writers() -> None:
+    """Stop the writer threads (their database connections go with them); a new pool starts on demand."""
+    global _log_writers
+    old, _log_writers = _log_writers, ThreadPoolExecutor(max_workers=4, thread_name_prefix="collab-log")
+    old.shutdown(wait=True)
+
+
+def _append(document_id: int, updates: list[tuple[bytes, int | None]]) -> int:
+    close_old_connections()  # what Channels would do around a handler: drop broken/expired connections
+    return services.document_append_updates(document_id=document_id, updates=updates)
 
 
 class Peer(Protocol):
@@ -157,8 +176,8 @@ class Room:
             )
             batch_size = sum(len(item.update) for item in batch)
             try:
-                await database_sync_to_async(services.document_append_updates)(
-                    document_id=self.document_id, updates=[(item.update, item.user_id) for item in batch]
+                await asyncio.get_running_loop().run_in_executor(
+                    _log_writers, _append, self.document_id, [(item.update, item.user_id) for item in batch]
                 )
             except Exception:
                 logger.exception("could not store %d updates of document %s", len(batch), self.document_id)
