@@ -102,3 +102,40 @@ def test_a_viewer_without_access_to_a_channel_sees_no_access(
     assert "sys.ops" not in html and '"connections"' not in html
     page.wait_for_selector("[data-testid=live-status].live")
     page.screenshot(path=str(ARTIFACTS / "dashboards-no-access.png"), full_page=True)
+
+
+def test_a_burst_is_coalesced_to_the_latest_value_per_frame(
+    page: Any, live_daphne: LiveServer, make_user: Any, mint_token: Any
+) -> None:
+    import json
+    import urllib.request
+
+    owner = make_user("burster", staff=True)
+    builtin_dashboards_ensure(owner=producer_user())
+    dashboard = services.dashboard_create(owner=owner, title="Burst")
+    stat = services.widget_create(dashboard=dashboard, kind="stat", title="V", channel="demo.burst", value_paths=["v"])
+    line = services.widget_create(dashboard=dashboard, kind="line", title="L", channel="demo.burst", value_paths=["v"])
+    token = mint_token("burster", "dashboards:write realtime:write")
+    sign_in(page, live_daphne, "burster")
+    page.goto(f"{live_daphne.url}/dashboards/{dashboard.pk}/")
+    page.wait_for_selector("[data-testid=live-status].live")
+    page.wait_for_timeout(300)  # the subscribe acks are in
+    burst = 500
+    request = urllib.request.Request(  # noqa: S310  (the local test server)
+        f"{live_daphne.url}/api/dashboards/ingest/",
+        data=json.dumps({"channel": "demo.burst", "messages": [{"v": i} for i in range(burst)]}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        assert json.loads(response.read())["published"] == burst
+    page.wait_for_function(f"window.dashboardStats.received >= {burst}")
+    page.wait_for_function(
+        f"document.querySelector('[data-testid=widget-{stat.pk}] .stat-value').textContent.startsWith('{burst - 1}')"
+    )
+    stats = page.evaluate("window.dashboardStats")
+    # Two widgets x 500 values arrived; far fewer were drawn, one per series per animation frame.
+    assert stats["coalesced"] > 0
+    assert stats["drawn"] + stats["coalesced"] == 2 * burst
+    assert stats["drawn"] <= 2 * stats["frames"]
+    points = page.evaluate(f"window.dashboardWidgets[{line.pk}].xs.length")
+    assert points <= stats["frames"]

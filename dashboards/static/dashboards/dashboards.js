@@ -12,6 +12,7 @@
   var stats = (window.dashboardStats = { received: 0, drawn: 0, coalesced: 0, frames: 0, errors: 0 });
   var COLORS = ["#2456d6", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285", "#c2255c", "#5c940d"];
   var instances = [];
+  var widgetsById = (window.dashboardWidgets = {});
   var byChannel = {};
   var frameRequested = false;
 
@@ -338,6 +339,7 @@
     if (!node) return;
     var w = new Widget(spec, node);
     instances.push(w);
+    widgetsById[spec.id] = w;
     (byChannel[spec.channel] = byChannel[spec.channel] || []).push(w);
     w.loadHistory();
   });
