@@ -55,7 +55,7 @@ def test_the_demo_dashboard_receives_points_live(page: Any, live_daphne: LiveSer
         page.click("[data-testid=link-dashboards]")
         page.click(f"[data-testid=dashboard-{demo.pk}]")
         page.wait_for_selector("[data-testid=live-status].live")
-        page.wait_for_function("window.dashboardStats && window.dashboardStats.received >= 3", timeout=20_000)
+        page.wait_for_function("window.dashboardStats && window.dashboardStats.received >= 3", timeout=45_000)
         first = page.evaluate("window.dashboardStats.received")
         page.wait_for_function(f"window.dashboardStats.received > {first} + 3", timeout=20_000)
         stats = page.evaluate("window.dashboardStats")
