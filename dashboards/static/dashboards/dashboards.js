@@ -357,7 +357,7 @@
       onError: function (error) {
         // A refused subscribe names its channel in the message: show it on those widgets.
         instances.forEach(function (w) {
-          if (error.message && error.message.indexOf(w.spec.channel) !== -1) w.setStatus(error.message);
+          if (w.spec.channel === error.channel) w.setStatus(error.message || error.code);
         });
       },
     });
