@@ -51,6 +51,16 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.connection = Connection(principal, self._send_text, self._close)
         self.connection.start()
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels runs close_old_connections() in its one shared sync thread before
+        # every handler; for each received frame that hop cost more than handling the
+        # frame and serialised all sockets behind one thread. Frame handling reaches
+        # the database only through database_sync_to_async, which does that clean-up.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+            return
+        await super().dispatch(message)
+
     async def _send_text(self, text: str) -> None:
         await self.send(text_data=text)
 

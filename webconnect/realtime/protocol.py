@@ -117,10 +117,15 @@ def _depth_ok(value: Any, limit: int) -> bool:
     return True
 
 
+# Built once: json.loads/dumps with options construct a new decoder/encoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def loads(text: str) -> Any:
     """Strict JSON: no NaN/Infinity, bounded integers and nesting."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise ProtocolError("bad_request", "JSON nested too deep") from None
     except ValueError as exc:  # JSONDecodeError is a ValueError
@@ -243,7 +248,7 @@ def now_ms() -> int:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def encode(kind: str, payload: Any = None, **header: Any) -> str:

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from webconnect.models import Namespace
 
@@ -65,15 +65,24 @@ def namespace_get(name: str) -> NamespaceConfig | None:
     return namespaces_all().get(name)
 
 
+# A name missing from the cached table is looked up again after this long, so a
+# namespace an administrator just created works within a second, not CACHE_SECONDS.
+MISS_RELOAD_SECONDS = 1.0
+
+
 async def anamespace_get(name: str) -> NamespaceConfig | None:
     loaded_at, table = _cache
-    if time.monotonic() - loaded_at < CACHE_SECONDS:
+    age = time.monotonic() - loaded_at
+    if age < CACHE_SECONDS and (name in table or age < MISS_RELOAD_SECONDS):
         return table.get(name)
-    return await sync_to_async(namespace_get)(name)
+    if age < CACHE_SECONDS:
+        namespace_cache_clear()
+    found: NamespaceConfig | None = await database_sync_to_async(namespace_get)(name)
+    return found
 
 
 async def any_anonymous_namespace() -> bool:
-    table = await sync_to_async(namespaces_all)()
+    table = await database_sync_to_async(namespaces_all)()
     return any(ns.anonymous_read for ns in table.values())
 
 

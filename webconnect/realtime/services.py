@@ -11,7 +11,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from jsonschema import Draft202012Validator
@@ -164,4 +164,4 @@ def ticket_consume(ticket: str, *, client_ip: str | None) -> tuple[Any, Connecti
     return user, ConnectionAuth(method="ticket", scopes=scopes, token_id=row.token_id, client_ip=client_ip)
 
 
-aticket_consume = sync_to_async(ticket_consume)
+aticket_consume = database_sync_to_async(ticket_consume)
