@@ -298,9 +298,13 @@ async def run_burst(server: Server, count: int) -> dict[str, Any]:
     return {"server": server.name, "burst": count, "ms": round((done - start) * 1000, 1)}
 
 
-async def main_async(args: argparse.Namespace, ours: Server, node: Server) -> list[dict[str, Any]]:
+async def main_async(
+    args: argparse.Namespace, ours: Server, node: Server
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    bursts = []
     for server in (node, ours):
-        print(json.dumps(await run_burst(server, args.burst)), flush=True)
+        bursts.append(await run_burst(server, args.burst))
+        print(json.dumps(bursts[-1]), flush=True)
     results = []
     for editors in args.editors:
         for shared in (True, False):
@@ -308,7 +312,7 @@ async def main_async(args: argparse.Namespace, ours: Server, node: Server) -> li
                 result = await run_scenario(server, editors, shared, args.seconds, args.rate)
                 print(json.dumps(result), flush=True)
                 results.append(result)
-    return results
+    return bursts, results
 
 
 def main() -> None:
@@ -327,19 +331,28 @@ def main() -> None:
         servers.append(ours)
         node = start_node(workdir)
         servers.append(node)
-        results = asyncio.run(main_async(args, ours, node))
+        bursts, results = asyncio.run(main_async(args, ours, node))
     finally:
         for server in servers:
             stop(server.process)
         shutil.rmtree(workdir, ignore_errors=True)
-    print("\n| editors | layout | Node edits/s | ours edits/s | Node p99 ms | ours p99 ms | p99 ratio (ours/Node) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    burst_node, burst_ours = bursts
+    print(
+        f"\nburst of {args.burst} updates, one writer to one reader: Node {burst_node['ms']} ms, "
+        f"ours {burst_ours['ms']} ms, ratio {burst_ours['ms'] / burst_node['ms']:.2f}"
+    )
+    print("\n| editors | layout | edits/s Node / ours | p50 ms Node / ours (ratio) | p99 ms Node / ours (ratio) |")
+    print("| --- | --- | --- | --- | --- |")
     for i in range(0, len(results), 2):
         node_r, ours_r = results[i], results[i + 1]
-        ratio = (ours_r["p99_ms"] / node_r["p99_ms"]) if node_r["p99_ms"] and ours_r["p99_ms"] else float("nan")
+
+        def ratio(key: str, node_r: dict[str, Any] = node_r, ours_r: dict[str, Any] = ours_r) -> str:
+            return f"{ours_r[key] / node_r[key]:.1f}x" if node_r[key] and ours_r[key] else "n/a"
+
         print(
-            f"| {ours_r['editors']} | {ours_r['layout']} | {node_r['edits_per_s']} | {ours_r['edits_per_s']} "
-            f"| {node_r['p99_ms']} | {ours_r['p99_ms']} | {ratio:.2f} |"
+            f"| {ours_r['editors']} | {ours_r['layout']} | {node_r['edits_per_s']} / {ours_r['edits_per_s']} "
+            f"| {node_r['p50_ms']} / {ours_r['p50_ms']} ({ratio('p50_ms')}) "
+            f"| {node_r['p99_ms']} / {ours_r['p99_ms']} ({ratio('p99_ms')}) |"
         )
 
 
