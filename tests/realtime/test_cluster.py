@@ -131,3 +131,33 @@ async def test_revoking_a_token_closes_its_socket_on_another_process(
     await _eventually(closed)
     assert client.close_code == 4002 and client.close_reason == "token revoked"
     await client.close()
+
+
+async def test_metrics_add_up_across_processes_in_multiprocess_mode(
+    live_server_factory: Callable[..., Any], tokens: dict[str, str], admin_user: Any, mint_token: Callable[..., str]
+) -> None:
+    import tempfile
+
+    shared = tempfile.mkdtemp(prefix="webconnect-prom-")
+    one = live_server_factory(PROMETHEUS_MULTIPROC_DIR=shared)
+    two = live_server_factory(PROMETHEUS_MULTIPROC_DIR=shared)
+    staff_token = await sync_to_async(mint_token)("root", "realtime:read")
+    async with (
+        Client(f"{one.ws_url}/ws/", token=tokens["alice"]) as a,
+        Client(f"{two.ws_url}/ws/", token=tokens["bob"]) as b,
+    ):
+        await a.ping()
+        await b.ping()
+
+        def scrape() -> str:
+            request = urllib.request.Request(  # noqa: S310 - fixed local URL
+                f"{one.url}/metrics", headers={"Authorization": f"Bearer {staff_token}"}
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                return str(response.read().decode())
+
+        text = await asyncio.to_thread(scrape)
+    lines = [line for line in text.splitlines() if line.startswith("webconnect_realtime_connections")]
+    assert lines and float(lines[0].split()[-1]) == 2.0, lines
+    one.stop()
+    two.stop()

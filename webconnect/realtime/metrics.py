@@ -16,10 +16,14 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 CONNECTIONS = Gauge(
     "webconnect_realtime_connections", "Open real-time WebSocket connections", multiprocess_mode="livesum"
@@ -44,5 +48,11 @@ def render() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        # Custom collectors (e.g. the jobs collector, which reads the database when
+        # scraped) are not in the multiprocess files: add them as they are. The
+        # registry offers no public list of its collectors.
+        for collector in list(REGISTRY._collector_to_names):
+            if not isinstance(collector, MetricWrapperBase | ProcessCollector | PlatformCollector | GCCollector):
+                registry.register(collector)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
