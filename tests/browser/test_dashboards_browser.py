@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from django.apps import apps
 
 from dashboards import services
 from dashboards.demo import builtin_dashboards_ensure, producer_user
@@ -24,6 +26,25 @@ def sign_in(page: Any, server: LiveServer, username: str) -> None:
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{server.url}/")
+
+
+def open_page(page: Any, url: str) -> None:
+    """Open `url`, waiting out the server's policy reload after the previous test's database flush.
+
+    A transactional test empties the policy table between tests; the live server
+    notices the re-installed default policies within its poll interval, and until
+    then it (correctly) denies everything.
+    """
+    deadline = time.monotonic() + 15
+    while True:
+        response = page.goto(url)
+        ready = response is None or response.status != 404
+        # Namespaces created by this test reach the server's cache within a few seconds.
+        if ready and "does not exist" not in (page.text_content("[data-testid=dash-grid]") or ""):
+            return
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.3)
 
 
 def start_producer(server: LiveServer, seconds: float) -> subprocess.Popen[bytes]:
@@ -52,8 +73,7 @@ def test_the_demo_dashboard_receives_points_live(page: Any, live_daphne: LiveSer
     producer = start_producer(live_daphne, seconds=40)
     try:
         sign_in(page, live_daphne, "viewer")
-        page.click("[data-testid=link-dashboards]")
-        page.click(f"[data-testid=dashboard-{demo.pk}]")
+        open_page(page, f"{live_daphne.url}/dashboards/{demo.pk}/")
         page.wait_for_selector("[data-testid=live-status].live")
         page.wait_for_function("window.dashboardStats && window.dashboardStats.received >= 3", timeout=45_000)
         first = page.evaluate("window.dashboardStats.received")
@@ -95,7 +115,7 @@ def test_a_viewer_without_access_to_a_channel_sees_no_access(
         dashboard=dashboard, kind="stat", title="Pressure", channel="demo.sensors", value_paths=["pressure"]
     )
     sign_in(page, live_daphne, "viewer2")
-    page.goto(f"{live_daphne.url}/dashboards/{dashboard.pk}/")
+    open_page(page, f"{live_daphne.url}/dashboards/{dashboard.pk}/")
     assert page.text_content(f"[data-testid=widget-{secret.pk}] [data-testid=widget-status]") == "no access"
     assert page.text_content(f"[data-testid=widget-{open_.pk}] [data-testid=widget-status]") == ""
     html = page.content()
@@ -117,7 +137,7 @@ def test_a_burst_is_coalesced_to_the_latest_value_per_frame(
     line = services.widget_create(dashboard=dashboard, kind="line", title="L", channel="demo.burst", value_paths=["v"])
     token = mint_token("burster", "dashboards:write realtime:write")
     sign_in(page, live_daphne, "burster")
-    page.goto(f"{live_daphne.url}/dashboards/{dashboard.pk}/")
+    open_page(page, f"{live_daphne.url}/dashboards/{dashboard.pk}/")
     page.wait_for_selector("[data-testid=live-status].live")
     page.wait_for_timeout(300)  # the subscribe acks are in
     burst = 500
@@ -139,3 +159,86 @@ def test_a_burst_is_coalesced_to_the_latest_value_per_frame(
     assert stats["drawn"] <= 2 * stats["frames"]
     points = page.evaluate(f"window.dashboardWidgets[{line.pk}].xs.length")
     assert points <= stats["frames"]
+
+
+def test_a_user_builds_a_dashboard_in_the_page_and_watches_cli_data_live(
+    page: Any, live_daphne: LiveServer, make_user: Any, mint_token: Any
+) -> None:
+    from dashboards.models import Dashboard
+
+    make_user("builder")
+    token = mint_token("builder", "realtime:read realtime:write")
+    sign_in(page, live_daphne, "builder")
+    # The chat namespace again (a transactional test before this one emptied the table).
+    importlib.import_module("webconnect.migrations.0003_default_namespaces").install(apps, None)
+    demo, _ = builtin_dashboards_ensure(owner=producer_user())
+    open_page(page, f"{live_daphne.url}/dashboards/{demo.pk}/")  # the server has loaded the policies
+    page.goto(f"{live_daphne.url}/dashboards/")
+    page.fill("[data-testid=new-title]", "My plant")
+    page.click("[data-testid=create]")
+    page.wait_for_selector("[data-testid=dashboard-title]")
+    dashboard = Dashboard.objects.get(title="My plant")
+
+    page.click("[data-testid=edit-toggle]")
+    for kind, title, paths in (("line", "Flow", "flow,level"), ("stat", "Level", "level"), ("gauge", "Valve", "valve")):
+        page.select_option("#widget-form [name=kind]", kind)
+        page.fill("#widget-form [name=title]", title)
+        page.fill("#widget-form [name=channel]", "chat.plant")
+        page.fill("#widget-form [name=value_paths]", paths)
+        with page.expect_navigation():
+            page.click("#widget-form button[type=submit]")
+        page.click("[data-testid=edit-toggle]")
+    # A bad widget is refused with the reason in the form.
+    page.select_option("#widget-form [name=kind]", "gauge")
+    page.fill("#widget-form [name=title]", "Broken")
+    page.fill("#widget-form [name=channel]", "no-namespace")
+    page.fill("#widget-form [name=value_paths]", "x")
+    page.click("#widget-form button[type=submit]")
+    page.wait_for_function(
+        "document.querySelector('[data-testid=widget-form-error]').textContent.includes('invalid channel')"
+    )
+    widgets = {w.title: w for w in dashboard.widgets.all()}
+    assert set(widgets) == {"Flow", "Level", "Valve"}
+
+    # Move the gauge first and make it wider; the layout is saved.
+    valve = page.locator(f"[data-testid=widget-{widgets['Valve'].pk}]")
+    valve.get_by_role("button", name="move left").click()
+    valve.get_by_role("button", name="move left").click()
+    valve.get_by_role("button", name="wider").click()
+    expected = [widgets["Valve"].pk, widgets["Flow"].pk, widgets["Level"].pk]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        dashboard.refresh_from_db()
+        if [item["id"] for item in dashboard.layout] == expected:
+            break
+        time.sleep(0.2)
+    assert [item["id"] for item in dashboard.layout] == expected
+    assert dashboard.layout[0]["w"] == 5
+
+    open_page(page, page.url)
+    page.wait_for_selector("[data-testid=live-status].live")
+    page.wait_for_timeout(300)
+    env = {**os.environ, "WEBCONNECT_TOKEN": token}
+    for i in range(5):
+        payload = f'{{"flow": {10 + i}, "level": {50 + i}, "valve": {i * 20}}}'
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "webconnect_client",
+                "--url",
+                f"{live_daphne.ws_url}/ws/",
+                "publish",
+                "chat.plant",
+                payload,
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+    page.wait_for_function(
+        f"document.querySelector('[data-testid=widget-{widgets['Level'].pk}] .stat-value').textContent.startsWith('54')"
+    )
+    assert page.text_content(f"[data-testid=widget-{widgets['Valve'].pk}] .gauge-value") == "80.00"
+    page.screenshot(path=str(ARTIFACTS / "dashboards-built-by-user.png"), full_page=True)
