@@ -180,6 +180,7 @@ async def echo(url: str, headers: dict[str, str], connections: int, rounds: int,
     """Each connection pings `rounds` times, one ping every `interval` seconds (random phase), so
     the server sees connections / interval pings per second; interval 0 = back to back."""
     sockets = await open_many(url, connections, headers)
+    await asyncio.sleep(2)  # let the server finish the handshakes before measuring
     samples: list[float] = []
 
     async def drive(ws: ClientConnection) -> None:

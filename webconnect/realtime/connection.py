@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -31,6 +32,17 @@ SendText = Callable[[str], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
 
 _OUT_MESSAGE = metrics.FRAMES_OUT.labels("message")
+
+
+@functools.cache
+def _frame_metrics(kind: str) -> tuple[Any, Any]:
+    # labels() takes a lock and builds a key on every call; the set of kinds is small and fixed.
+    return metrics.FRAMES_IN.labels(kind), metrics.LATENCY.labels(kind)
+
+
+@functools.cache
+def _frames_out(kind: str) -> Any:
+    return metrics.FRAMES_OUT.labels(kind)
 
 
 @dataclass
@@ -122,7 +134,7 @@ class Connection:
         except asyncio.QueueFull:
             self._slow_consumer()
             return
-        metrics.FRAMES_OUT.labels(kind).inc()
+        _frames_out(kind).inc()
 
     def _slow_consumer(self) -> None:
         if self.closing:
@@ -186,8 +198,9 @@ class Connection:
             logger.exception("real-time frame handling failed (connection %s)", self.id)
             self.send_error(protocol.ProtocolError("internal", "internal error"))
         finally:
-            metrics.FRAMES_IN.labels(kind).inc()
-            metrics.LATENCY.labels(kind).observe(time.perf_counter() - started)
+            frames_in, latency = _frame_metrics(kind)
+            frames_in.inc()
+            latency.observe(time.perf_counter() - started)
 
     async def _dispatch(self, frame: protocol.Frame) -> None:
         if frame.type == "publish":
