@@ -22,7 +22,8 @@ class Document(models.Model):
     # The merged Yjs update of every log row with id <= snapshot_seq.
     snapshot = models.BinaryField(default=b"")
     snapshot_seq = models.BigIntegerField(default=0)
-    # Bytes of snapshot + log, kept roughly so the size limit needs no decoding.
+    # Roughly the stored bytes (exact after compaction), for display; rooms compute
+    # the exact size (snapshot + log) when they load, for the size limit.
     size = models.BigIntegerField(default=0)
 
     class Meta:

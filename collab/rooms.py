@@ -50,9 +50,13 @@ def shutdown_log_writers() -> None:
     old.shutdown(wait=True)
 
 
-def _append(document_id: int, updates: list[tuple[bytes, int | None]]) -> int:
+def _append(document_id: int, updates: list[tuple[bytes, int | None]], touch: bool) -> int:
     close_old_connections()  # what Channels would do around a handler: drop broken/expired connections
-    return services.document_append_updates(document_id=document_id, updates=updates)
+    return services.document_append_updates(document_id=document_id, updates=updates, touch=touch)
+
+
+# The document row's "last edited" time (and size) moves at most this often per room.
+TOUCH_SECONDS = 10.0
 
 
 class Peer(Protocol):
@@ -94,6 +98,7 @@ class Room:
         self._listener: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
         self._channel: str | None = None
+        self._touched_at = float("-inf")
 
     @property
     def group(self) -> str:
@@ -176,9 +181,13 @@ class Room:
             )
             batch_size = sum(len(item.update) for item in batch)
             try:
-                await asyncio.get_running_loop().run_in_executor(
-                    _log_writers, _append, self.document_id, [(item.update, item.user_id) for item in batch]
+                loop = asyncio.get_running_loop()
+                touch = loop.time() - self._touched_at > TOUCH_SECONDS
+                await loop.run_in_executor(
+                    _log_writers, _append, self.document_id, [(item.update, item.user_id) for item in batch], touch
                 )
+                if touch:
+                    self._touched_at = loop.time()
             except Exception:
                 logger.exception("could not store %d updates of document %s", len(batch), self.document_id)
                 # Not stored, so never shown to anyone: drop them from the replica

@@ -83,7 +83,7 @@ def document_load(*, document_id: int) -> LoadedDocument:
     parts += [bytes(data) for _, data in rows]
     seq = rows[-1][0] if rows else document.snapshot_seq
     state = merge_updates(*parts) if len(parts) > 1 else (parts[0] if parts else b"")
-    return LoadedDocument(state=state, seq=seq, size=int(document.size))
+    return LoadedDocument(state=state, seq=seq, size=sum(len(part) for part in parts))
 
 
 def document_updates_since(*, document_id: int, seq: int) -> tuple[list[bytes], int]:
@@ -100,14 +100,19 @@ def document_updates_since(*, document_id: int, seq: int) -> tuple[list[bytes], 
     return parts, max([seq, document.snapshot_seq, *[row_id for row_id, _ in rows]])
 
 
-def document_append_updates(*, document_id: int, updates: list[tuple[bytes, int | None]]) -> int:
-    """Append accepted updates (group commit: one transaction for a batch). Returns the last id."""
+def document_append_updates(*, document_id: int, updates: list[tuple[bytes, int | None]], touch: bool = True) -> int:
+    """Append accepted updates (group commit: one transaction for a batch). Returns the last id.
+
+    `touch` also moves the document's `updated_at` and `size`; the rooms do it only
+    now and then, since that row update is a second statement on the hot path.
+    """
     total = sum(len(data) for data, _ in updates)
     with transaction.atomic():
         rows = DocumentUpdate.objects.bulk_create(
             [DocumentUpdate(document_id=document_id, data=data, user_id=user_id) for data, user_id in updates]
         )
-        Document.objects.filter(pk=document_id).update(size=F("size") + total, updated_at=timezone.now())
+        if touch:
+            Document.objects.filter(pk=document_id).update(size=F("size") + total, updated_at=timezone.now())
     last = rows[-1].id if rows and rows[-1].id is not None else 0
     if not last:  # backends that do not return ids from bulk_create
         last = DocumentUpdate.objects.filter(document_id=document_id).aggregate(m=Max("id"))["m"] or 0
