@@ -2,8 +2,7 @@
 
 Daphne has no start-up hook, so the first HTTP request served on the server's
 event loop starts them (Django sends `request_started` with `asend` there, and
-an async receiver runs on that loop). A test client (WSGI-style, no `scope`)
-never starts them.
+an async receiver runs on that loop). Test clients are other senders and never start them.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import weakref
 from typing import Any
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
 from django.core.signals import request_started
 from django.dispatch import receiver
 
@@ -42,8 +42,10 @@ def _finished(task: asyncio.Task[None]) -> None:
         logger.error("dashboards background task stopped", exc_info=task.exception())
 
 
-@receiver(request_started)
+# Only for the ASGI handler itself: a receiver for every sender would make each
+# synchronous request (the test client, WSGI) run it through async_to_sync.
+@receiver(request_started, sender=ASGIHandler)
 async def start_on_first_request(sender: Any, **kwargs: Any) -> None:
-    if "scope" not in kwargs or not getattr(settings, "DASHBOARDS_BACKGROUND", True):
+    if not getattr(settings, "DASHBOARDS_BACKGROUND", True):
         return
     start(asyncio.get_running_loop())
