@@ -20,7 +20,7 @@ class PathError(Exception):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.code = code  # "no_match" or "not_numeric"
+        self.code = code  # "no_match", "not_numeric" or "null" (no value now)
         self.message = message
 
 
@@ -48,6 +48,8 @@ def lookup(payload: Any, path: str) -> Any:
 def number_at(payload: Any, path: str) -> float:
     """The finite number at `path`, or raise PathError saying what is wrong."""
     value = lookup(payload, path)
+    if value is None:
+        raise PathError("null", f"value at {path or 'the payload'!r} is null")
     if isinstance(value, bool) or not isinstance(value, int | float):
         shown = repr(value)[:40]
         raise PathError("not_numeric", f"value at {path or 'the payload'!r} is not a number: {shown}")

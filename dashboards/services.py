@@ -110,12 +110,18 @@ class Extracted:
 
 
 def extract_points(payload: Any, value_paths: Iterable[str]) -> Extracted:
-    """The numbers at `value_paths` in `payload`, and what is wrong with the others."""
+    """The numbers at `value_paths` in `payload`, and what is wrong with the others.
+
+    A null value means "no value now" (a figure that is not available) and is skipped
+    without a problem.
+    """
     result = Extracted()
     for path in value_paths:
         try:
             result.points.append((path, paths.number_at(payload, path)))
         except paths.PathError as exc:
+            if exc.code == "null":
+                continue
             result.problems.append({"path": path, "code": exc.code, "message": exc.message})
     return result
 

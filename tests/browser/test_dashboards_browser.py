@@ -241,4 +241,30 @@ def test_a_user_builds_a_dashboard_in_the_page_and_watches_cli_data_live(
         f"document.querySelector('[data-testid=widget-{widgets['Level'].pk}] .stat-value').textContent.startsWith('54')"
     )
     assert page.text_content(f"[data-testid=widget-{widgets['Valve'].pk}] .gauge-value") == "80.00"
+    # Bad data: the widget says what is wrong, and keeps its last good value.
+    subprocess.run(
+        [sys.executable, "-m", "webconnect_client", "--url", f"{live_daphne.ws_url}/ws/", "publish", "chat.plant",
+         '{"flow": 1, "level": "high", "valve": 10}'],
+        env=env, check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    level_status = f"[data-testid=widget-{widgets['Level'].pk}] [data-testid=widget-status]"
+    page.wait_for_function(f"document.querySelector('{level_status}').textContent.includes('is not a number')")
+    assert "value at 'level' is not a number: \"high\"" in (page.text_content(level_status) or "")
+    assert page.text_content(f"[data-testid=widget-{widgets['Level'].pk}] .stat-value", timeout=1000) == "54.00"
     page.screenshot(path=str(ARTIFACTS / "dashboards-built-by-user.png"), full_page=True)
+
+
+def test_staff_watch_the_operations_dashboard_move(page: Any, live_daphne: LiveServer, make_user: Any) -> None:
+    make_user("opsadmin", staff=True)
+    _, ops_dashboard = builtin_dashboards_ensure(owner=producer_user())
+    sign_in(page, live_daphne, "opsadmin")
+    open_page(page, f"{live_daphne.url}/dashboards/{ops_dashboard.pk}/")
+    page.wait_for_selector("[data-testid=live-status].live")
+    # Every web process publishes its figures each second: the charts and stats fill up.
+    page.wait_for_function("window.dashboardStats.received >= 3", timeout=20_000)
+    db_stat = ops_dashboard.widgets.get(title="Database round trip")
+    assert "ms" in (page.text_content(f"[data-testid=widget-{db_stat.pk}] .stat-value") or "")
+    connections = ops_dashboard.widgets.get(title="Connections and subscriptions")
+    points = page.evaluate(f"window.dashboardWidgets[{connections.pk}].ys[0].filter(v => v !== null)")
+    assert points and max(points) >= 1  # this page's own connection is counted
+    page.screenshot(path=str(ARTIFACTS / "dashboards-operations.png"), full_page=True)

@@ -27,6 +27,12 @@ def test_it_says_when_a_path_matches_nothing_or_is_not_numeric() -> None:
         paths.number_at({"ok": True}, "ok")  # a boolean is not a reading
 
 
+def test_a_null_value_is_skipped_without_a_problem() -> None:
+    extracted = services.extract_points({"a": None, "b": 2, "c": "x"}, ["a", "b", "c"])
+    assert extracted.points == [("b", 2.0)]
+    assert [p["path"] for p in extracted.problems] == ["c"]
+
+
 @pytest.mark.django_db
 def test_query_downsamples_in_the_database() -> None:
     services.points_store(("demo.s", "temp", 1000 * i, float(i)) for i in range(100))

@@ -43,6 +43,7 @@
   function numberAt(payload, path) {
     var found = lookup(payload, path);
     if (!found.ok) return found;
+    if (found.value === null) return { ok: false, missing: true }; // "no value now" (e.g. no Redis): not an error
     if (typeof found.value !== "number" || !isFinite(found.value)) {
       return { ok: false, error: "value at '" + (path || "payload") + "' is not a number: " + JSON.stringify(found.value).slice(0, 40) };
     }
@@ -212,7 +213,7 @@
     for (var i = 0; i < this.spec.value_paths.length; i++) {
       var path = this.spec.value_paths[i];
       var found = numberAt(payload, path);
-      if (!found.ok) { problem = found.error; continue; }
+      if (!found.ok) { if (!found.missing) problem = found.error; continue; }
       if (this.pending[path]) stats.coalesced++;
       this.pending[path] = [ts, found.value];
       this.dirty = true;
