@@ -47,6 +47,7 @@ class Hub:
         self._redis: Any = None
         self._redis_loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = asyncio.Event()
         self.history: MemoryHistory | RedisHistory = self._memory_history
         self.presence: MemoryPresence | RedisPresence = self._memory_presence
 
@@ -61,20 +62,33 @@ class Hub:
             return
         loop = asyncio.get_running_loop()
         if self._redis is not None and self._redis_loop is loop:
+            # Callers that arrive while the first one subscribes wait for it, so no
+            # publish goes out before this process listens for its own messages.
+            await self._subscribed.wait()
             return
         import redis.asyncio as aioredis
 
         prefix = settings.REALTIME_REDIS_PREFIX
+        self._subscribed = asyncio.Event()
         self._redis = aioredis.Redis.from_url(settings.REDIS_URL)
         self._redis_loop = loop
         self.history = RedisHistory(self._redis, prefix)
         self.presence = RedisPresence(self._redis, prefix, self.process_id)
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.psubscribe(f"{prefix}:pub:*")
+        subscribed = self._subscribed
+        try:
+            await pubsub.psubscribe(f"{prefix}:pub:*")
+        except BaseException:
+            # Redis unreachable: the next caller tries again; those waiting are released
+            # and fail on their own Redis call (a clear `internal` error, then retry).
+            self._redis = None
+            subscribed.set()
+            raise
         self._tasks = [
             loop.create_task(self._listen(pubsub, len(f"{prefix}:pub:"))),
             loop.create_task(self._keep_alive()),
         ]
+        self._subscribed.set()
 
     async def _listen(self, pubsub: Any, strip: int) -> None:
         while True:
