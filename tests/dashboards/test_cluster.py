@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -43,8 +44,9 @@ async def test_two_processes_record_each_point_once_and_both_publish_figures(
         dashboard=dashboard, kind="line", title="T", channel="demo.cluster", value_paths=["v"]
     )
     token = await sync_to_async(mint_token)("operator", "dashboards:write realtime:read realtime:write")
-    one = live_server_factory(DASHBOARDS_OPS_INTERVAL_MS="300")
-    two = live_server_factory(DASHBOARDS_OPS_INTERVAL_MS="300")
+    shared = tempfile.mkdtemp(prefix="webconnect-prom-dash-")
+    one = live_server_factory(DASHBOARDS_OPS_INTERVAL_MS="300", PROMETHEUS_MULTIPROC_DIR=shared)
+    two = live_server_factory(DASHBOARDS_OPS_INTERVAL_MS="300", PROMETHEUS_MULTIPROC_DIR=shared)
     for server in (one, two):  # the first HTTP request starts the background tasks
         await asyncio.to_thread(_get, f"{server.url}/healthz")
 
@@ -59,8 +61,10 @@ async def test_two_processes_record_each_point_once_and_both_publish_figures(
         assert len(processes) == 2, processes
 
     await asyncio.sleep(2.5)  # both recorders have subscribed to the widget channel
-    result = await asyncio.to_thread(_ingest, two, token, "demo.cluster", [{"v": i} for i in range(20)])
-    assert result["published"] == 20 and result["problems"] == []
+    result = await asyncio.to_thread(_ingest, two, token, "demo.cluster", [{"v": i} for i in range(15)])
+    assert result["published"] == 15 and result["problems"] == []
+    result = await asyncio.to_thread(_ingest, one, token, "demo.cluster", [{"v": i} for i in range(15, 20)])
+    assert result["published"] == 5
 
     async def recorded() -> int:
         return await sync_to_async(SeriesPoint.objects.filter(channel="demo.cluster").count)()
@@ -75,3 +79,22 @@ async def test_two_processes_record_each_point_once_and_both_publish_figures(
         channel="demo.cluster", path="v", from_ms=0, to_ms=2**62, step_ms=2**60
     )
     assert rows[0]["avg"] == 9.5  # bucketing by integer division on PostgreSQL bigint
+
+    # /metrics (multiprocess mode) adds up both processes: 20 ingested, 20 points written once.
+    def scrape() -> dict[str, float]:
+        request = urllib.request.Request(  # noqa: S310
+            f"{one.url}/metrics", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            text = response.read().decode()
+        return {
+            line.split()[0]: float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("webconnect_dashboards_") and not line.startswith("#")
+        }
+
+    figures = await asyncio.to_thread(scrape)
+    assert figures["webconnect_dashboards_ingested_messages_total"] == 20.0, figures
+    assert figures["webconnect_dashboards_points_recorded_total"] == 20.0, figures
+    one.stop()
+    two.stop()
