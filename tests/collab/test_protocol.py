@@ -303,3 +303,22 @@ async def test_pycrdts_own_provider_connects_unchanged(setup: dict[str, Any]) ->
         await writer.pump(until=lambda: text_of(writer) == ">> from a client", wait=3)
     await communicator.disconnect()
     await writer.close()
+
+
+async def test_an_update_over_the_rate_limit_closes_with_a_transient_code(
+    setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webconnect import authorization
+
+    seen: list[tuple[str, str]] = []
+
+    async def limited(principal: Any, action: str, resource: Any) -> authorization.RateDecision:
+        seen.append((action, resource.type))
+        return authorization.RateDecision(False, retry_after=1.0, limit="1/second")
+
+    monkeypatch.setattr(authorization, "_rate_check", limited)
+    a = await connect(setup["doc"], setup["alice"])
+    await a.edit("too fast")
+    await a.pump(wait=1)
+    assert a.closed_code == protocol.CLOSE_RATE_LIMITED and ("edit", "Document") in seen
+    assert await DocumentUpdate.objects.filter(document_id=setup["doc"]).acount() == 0
