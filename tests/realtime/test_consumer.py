@@ -140,6 +140,21 @@ async def test_server_only_namespace_refuses_client_publish(
     assert (await a.call("publish", 1, channel="chat.lobby"))["payload"]["code"] == "forbidden"
 
 
+async def test_server_only_namespace_accepts_server_and_rest_publishers(
+    alice: Any, open_ws: Callable[..., Any], token_for: Any
+) -> None:
+    from webconnect.models import Namespace
+    from webconnect.realtime.services import channel_publish_from_server
+
+    await Namespace.objects.acreate(name="news", client_publish=False, anonymous_read=True)
+    a = await open_ws([])
+    await a.call("subscribe", channel="news.front")
+    position = await channel_publish_from_server(channel="news.front", payload={"headline": "x"})
+    message = await a.recv_type("message")
+    assert message["header"]["from"] == {"user_id": None, "name": "server"}
+    assert message["header"]["offset"] == position.offset
+
+
 async def test_payload_schema_is_enforced(alice: Any, open_ws: Callable[..., Any], token_for: Any) -> None:
     from webconnect.models import Namespace
 

@@ -51,10 +51,15 @@ class MemoryHistory:
 
     def __init__(self) -> None:
         self._logs: dict[str, _Log] = {}
+        self._next_sweep = 1024
 
     def _log(self, channel: str, ttl: int) -> _Log:
         log = self._logs.get(channel)
         now = time.monotonic()
+        if log is None and len(self._logs) >= self._next_sweep:
+            # Forget expired channels now and then, so memory follows live channels only.
+            self._logs = {name: kept for name, kept in self._logs.items() if kept.expires_at >= now}
+            self._next_sweep = max(1024, 2 * len(self._logs))
         if log is None or log.expires_at < now:
             log = self._logs[channel] = _Log(epoch=new_epoch(), expires_at=now + ttl)
         return log

@@ -85,7 +85,13 @@ async def channel_publish(
     protocol.check_channel(channel, id=id)
     if namespace is None:
         namespace = await check_channel_action(principal, "publish", channel, id=id)
-    if not namespace.client_publish and not (principal.is_authenticated and principal.user.is_staff):
+    # "Server only" namespaces refuse WebSocket clients; REST producers and staff are the server side
+    # (still subject to authorization above).
+    if (
+        source == "websocket"
+        and not namespace.client_publish
+        and not (principal.is_authenticated and principal.user.is_staff)
+    ):
         raise protocol.ProtocolError("forbidden", f"only the server publishes in {namespace.name}", id=id)
     rate = await acheck_rate(principal, "publish", channel_resource(channel, namespace))
     if not rate.allowed:
@@ -96,6 +102,22 @@ async def channel_publish(
         check_payload_schema(namespace, payload, id=id)
     position = await get_hub().publish(channel, namespace, payload, public_identity(principal), encoding)
     metrics.PUBLISHES.labels(source).inc()
+    return position
+
+
+SERVER_IDENTITY = {"user_id": None, "name": "server"}
+
+
+async def channel_publish_from_server(*, channel: str, payload: Any) -> Position:
+    """Publish from platform code (a task, another app): no principal, no rate limit, `from` = server.
+
+    Raises ProtocolError for an invalid channel, an unknown namespace or a payload that breaks its schema.
+    """
+    protocol.check_channel(channel)
+    namespace = await channel_namespace(channel)
+    check_payload_schema(namespace, payload)
+    position = await get_hub().publish(channel, namespace, payload, SERVER_IDENTITY)
+    metrics.PUBLISHES.labels("server").inc()
     return position
 
 
