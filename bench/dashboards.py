@@ -13,7 +13,8 @@ publish-to-receipt latency. The server's CPU time comes from /proc.
 Figures printed: messages ingested per second, points recorded per second (the
 recorder's writes), deliveries per second (messages x subscribers), latency
 p50/p99 from the ingest request to the client receiving the frame, and the
-server's CPU per delivered point.
+server's CPU per delivered point. The clients also count what a page would
+draw with coalescing (one value per series per 60 Hz frame) against what arrived.
 """
 
 from __future__ import annotations
@@ -84,8 +85,25 @@ def points_recorded() -> int:
     return SeriesPoint.objects.filter(channel__in=CHANNELS).count()
 
 
+class Frames:
+    """What a page draws: per open dashboard, the series that changed since the last 60 Hz frame."""
+
+    def __init__(self) -> None:
+        self.pending: list[set[str]] = []
+        self.draws = 0
+        self.frames = 0
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(1 / 60)
+            self.frames += 1
+            for changed in self.pending:
+                self.draws += len(changed)
+                changed.clear()
+
+
 async def dashboard_client(url: str, token: str, latencies: list[float], counts: list[int], ready: asyncio.Event,
-                           opened: list[int], total: int) -> None:  # fmt: skip
+                           opened: list[int], total: int, frames: Frames) -> None:  # fmt: skip
     import websockets
 
     async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}, max_queue=None) as ws:
@@ -95,6 +113,8 @@ async def dashboard_client(url: str, token: str, latencies: list[float], counts:
         while acks < len(CHANNELS):
             frame = json.loads(await ws.recv())
             acks += frame["header"]["type"] == "ack"
+        changed: set[str] = set()
+        frames.pending.append(changed)
         opened[0] += 1
         if opened[0] == total:
             ready.set()
@@ -104,6 +124,7 @@ async def dashboard_client(url: str, token: str, latencies: list[float], counts:
             if header["type"] == "message":
                 latencies.append(time.time() - frame["payload"]["sent"])
                 counts[0] += 1
+                changed.add(header["channel"])  # coalesced: one draw per series per frame
             elif header["type"] == "ping":
                 await ws.send('{"header":{"type":"pong"}}')
 
@@ -146,9 +167,12 @@ async def run(args: argparse.Namespace, token: str, port: int, pid: int) -> dict
     counts = [0]
     opened = [0]
     ready = asyncio.Event()
+    frames = Frames()
     clients = [
         asyncio.create_task(
-            dashboard_client(f"ws://127.0.0.1:{port}/ws/", token, latencies, counts, ready, opened, args.dashboards)
+            dashboard_client(
+                f"ws://127.0.0.1:{port}/ws/", token, latencies, counts, ready, opened, args.dashboards, frames
+            )
         )
         for _ in range(args.dashboards)
     ]
@@ -157,6 +181,7 @@ async def run(args: argparse.Namespace, token: str, port: int, pid: int) -> dict
     recorded_before = await asyncio.to_thread(points_recorded)
     latencies.clear()
     counts[0] = 0
+    ticker = asyncio.create_task(frames.run())
     cpu_before, started = cpu_seconds(pid), time.monotonic()
     sent = await produce(base, token, args.rate, args.batch, args.seconds)
     elapsed_send = time.monotonic() - started
@@ -167,6 +192,7 @@ async def run(args: argparse.Namespace, token: str, port: int, pid: int) -> dict
         await asyncio.sleep(0.1)
     elapsed = time.monotonic() - started
     cpu = cpu_seconds(pid) - cpu_before
+    ticker.cancel()
     recorded = 0
     for _ in range(50):  # the recorder writes every half second
         recorded = await asyncio.to_thread(points_recorded) - recorded_before
@@ -189,6 +215,9 @@ async def run(args: argparse.Namespace, token: str, port: int, pid: int) -> dict
         "deliveries_per_s": round(counts[0] / elapsed, 1),
         "latency_ms_p50": round(statistics.median(ordered) * 1000, 1) if ordered else None,
         "latency_ms_p99": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 1) if ordered else None,
+        "coalesced_draws": frames.draws,
+        "coalesced_draws_per_dashboard_per_s": round(frames.draws / args.dashboards / elapsed, 1),
+        "received_per_dashboard_per_s": round(counts[0] / args.dashboards / elapsed, 1),
         "server_cpu_s": round(cpu, 2),
         "server_cpu_us_per_delivery": round(cpu / max(1, counts[0]) * 1e6, 1),
     }
