@@ -224,3 +224,22 @@ def test_metrics_include_the_dashboard_counters(admin_user: Any) -> None:
     body = client_for(admin_user).get("/metrics").content.decode()
     assert "webconnect_dashboards_points_recorded_total" in body
     assert "webconnect_realtime_connections" in body
+
+
+def test_the_admin_refuses_a_bad_widget_with_a_form_error(admin_user: Any, alice: Any) -> None:
+    dashboard = make_dashboard(alice)
+    response = client_for(admin_user).post(
+        "/admin/dashboards/widget/add/",
+        {
+            "dashboard": dashboard.pk,
+            "kind": "gauge",
+            "title": "Broken",
+            "channel": "demo.s",
+            "value_paths": '["a", "b"]',
+            "options": "{}",
+        },
+    )
+    assert response.status_code == 200  # the form again, with the error
+    assert "exactly one value path" in response.content.decode()
+    assert not Widget.objects.exists()
+    assert client_for(admin_user).get(f"/admin/dashboards/dashboard/{dashboard.pk}/change/").status_code == 200
