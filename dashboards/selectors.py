@@ -12,6 +12,7 @@ from dashboards.models import Dashboard, SeriesPoint, Widget
 from webconnect.authorization import Principal, Resource, authorize
 from webconnect.realtime import protocol
 from webconnect.realtime.selectors import namespace_get
+from webconnect.realtime.services import channel_resource
 
 
 def dashboard_resource(dashboard: Dashboard) -> Resource:
@@ -57,7 +58,7 @@ def channel_access(principal: Principal, channel: str) -> ChannelAccess:
         return ChannelAccess(
             False, "no_channel", f"channel {channel} does not exist (no namespace {protocol.namespace_of(channel)!r})"
         )
-    resource = Resource("Channel", channel, namespace.attrs())
+    resource = channel_resource(channel, namespace)  # exactly what the real-time layer checks
     for action in ("subscribe", "history"):
         if not authorize(principal, action, resource):
             return ChannelAccess(False, "no_access", "no access")
