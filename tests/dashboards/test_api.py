@@ -243,3 +243,14 @@ def test_the_admin_refuses_a_bad_widget_with_a_form_error(admin_user: Any, alice
     assert "exactly one value path" in response.content.decode()
     assert not Widget.objects.exists()
     assert client_for(admin_user).get(f"/admin/dashboards/dashboard/{dashboard.pk}/change/").status_code == 200
+
+
+def test_personal_channels_are_readable_by_their_owner_only(alice: Any, bob: Any) -> None:
+    dashboard = make_dashboard(alice, visibility="public")
+    services.widget_create(
+        dashboard=dashboard, kind="stat", title="Mine", channel=f"user.{alice.pk}", value_paths=["v"]
+    )
+    as_alice = client_for(alice).get(f"/api/dashboards/{dashboard.pk}/").json()["widgets"][0]
+    as_bob = client_for(bob).get(f"/api/dashboards/{dashboard.pk}/").json()["widgets"][0]
+    assert as_alice["status"] == "ok"
+    assert as_bob["status"] == "no_access" and as_bob["channel"] is None
