@@ -215,6 +215,8 @@ def _record_denial(principal: Principal, action: str, resource: Resource, decisi
     audit chain: repeats within the window are counted and reported with the
     next event for that key.
     """
+    if not getattr(settings, "POLICY_AUDIT_DENIALS", True):
+        return
     user = principal.user if principal.is_authenticated else None
     key = (user.pk if user else None, action, resource.type, resource.id)
     now = time.monotonic()
@@ -240,9 +242,9 @@ def _record_denial(principal: Principal, action: str, resource: Resource, decisi
     suppressed_for_actor = int(budget[2])
     budget[2] = 0
     try:
-        from webconnect.audit import audit_record
+        from policies.auditing import audit_without_waiting
 
-        audit_record(
+        audit_without_waiting(
             action="policy.denied",
             outcome="denied",
             actor=user,

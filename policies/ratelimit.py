@@ -273,10 +273,10 @@ async def _record_hit(
     budget[1] += 1
     if budget[1] > _AUDIT_EVENTS_PER_ACTOR:
         return
-    from webconnect.audit import audit_record
+    from policies.auditing import audit_without_waiting
 
     try:
-        await sync_to_async(audit_record, thread_sensitive=False)(
+        await sync_to_async(audit_without_waiting, thread_sensitive=False)(
             action="ratelimit.exceeded",
             outcome="denied",
             actor=principal.user if principal.is_authenticated else None,

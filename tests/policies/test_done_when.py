@@ -98,7 +98,7 @@ def test_forbid_a_pattern_to_a_role_outside_a_range_and_limit_publishing(
     )
     time.sleep(2.5)  # the server notices the new version within POLICY_POLL_INTERVAL
     with client(server.ws_url, mint_token("bob", scopes)) as ws:
-        answers = [call(ws, "publish", f"p{i}", {"n": i}, channel="chat.lobby") for i in range(3)]
+        answers = [call(ws, "publish", f"p{i}", {"n": i}, channel="chat.policies-e2e") for i in range(3)]
         assert [a["header"]["type"] for a in answers] == ["ack", "ack", "error"]
         assert answers[2]["payload"]["code"] == "rate_limited"
         assert 0 < answers[2]["payload"]["retry_after"] <= 60
