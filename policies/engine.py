@@ -215,8 +215,6 @@ def _record_denial(principal: Principal, action: str, resource: Resource, decisi
     audit chain: repeats within the window are counted and reported with the
     next event for that key.
     """
-    if not getattr(settings, "POLICY_AUDIT_DENIALS", True):
-        return
     user = principal.user if principal.is_authenticated else None
     key = (user.pk if user else None, action, resource.type, resource.id)
     now = time.monotonic()
