@@ -75,10 +75,10 @@ def snapshot() -> Snapshot:
     global _snapshot, _checked_at, _stale
     snap = _snapshot
     now = time.monotonic()
-    if snap is not None and not _stale and now - _checked_at < settings.POLICY_POLL_INTERVAL:
+    if snap is not None and not _stale and now - _checked_at < settings.POLICY_VERSION_CHECK_INTERVAL:
         return snap
     with _lock:
-        if _snapshot is not None and not _stale and now - _checked_at < settings.POLICY_POLL_INTERVAL:
+        if _snapshot is not None and not _stale and now - _checked_at < settings.POLICY_VERSION_CHECK_INTERVAL:
             return _snapshot
         _stale = False
         version = selectors.policy_version()

@@ -122,7 +122,7 @@ async def _current_rules() -> tuple[Rule, ...]:
     fresh = (
         _rules.version is not None
         and _rules.version == engine.loaded_version()
-        and time.monotonic() - _rules.loaded_at < settings.POLICY_POLL_INTERVAL
+        and time.monotonic() - _rules.loaded_at < settings.POLICY_VERSION_CHECK_INTERVAL
     )
     if not fresh:
         _rules = await sync_to_async(_load_rules, thread_sensitive=False)()

@@ -59,3 +59,7 @@ if REDIS_URL:
 # Only server processes started by tests watch for policy changes; the pytest
 # process itself must not hold a background connection to the test database.
 POLICY_WATCH = bool(os.environ.get("WEBCONNECT_TEST_DATABASE_NAME"))
+if POLICY_WATCH and "POLICY_VERSION_CHECK_INTERVAL" not in os.environ:
+    # A server shared by many tests sees each test's policy set at once: the
+    # tables are flushed and refilled between tests, faster than any poll.
+    POLICY_VERSION_CHECK_INTERVAL = 0

@@ -159,6 +159,10 @@ else:
 # Each process re-reads the policy version at least this often (seconds), even
 # if it missed the Redis notification that normally arrives within milliseconds.
 POLICY_POLL_INTERVAL = envint("POLICY_POLL_INTERVAL", 2, minimum=1)
+# How old (seconds) the cached policy set may be before a decision re-reads the
+# version row; 0 re-reads on every decision (test servers, whose database is
+# flushed and refilled between tests).
+POLICY_VERSION_CHECK_INTERVAL = envint("POLICY_VERSION_CHECK_INTERVAL", POLICY_POLL_INTERVAL, minimum=0)
 # Decisions are cached this long (seconds) within one policy version; 0 = off.
 POLICY_DECISION_CACHE_SECONDS = envint("POLICY_DECISION_CACHE_SECONDS", 5, minimum=0)
 # Denials and rate-limit hits are audited once per key per this many seconds
@@ -306,13 +310,14 @@ else:
     # A broker that needs no server: messages are files under DATA_DIR, shared
     # by the web process, the worker and beat on one machine.
     _broker_dir = DATA_DIR / "celery-broker"
-    for _sub in ("out", "processed"):
+    for _sub in ("out", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://")
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from oauth2_provider.models import AbstractAccessToken
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
@@ -67,6 +67,7 @@ class VersionOutput(serializers.ModelSerializer[DocumentVersion]):
 class DocumentListApi(APIView):
     scope_prefix = "docs"
 
+    @extend_schema_serializer(component_name="DocumentCreate")
     class InputSerializer(serializers.Serializer[Any]):
         title = serializers.CharField(max_length=200)
         markdown = serializers.CharField(required=False, allow_blank=True, max_length=2 * 1024 * 1024)
@@ -97,6 +98,7 @@ class DocumentListApi(APIView):
 class DocumentDetailApi(APIView):
     scope_prefix = "docs"
 
+    @extend_schema_serializer(component_name="DocumentUpdate")
     class InputSerializer(serializers.Serializer[Any]):
         title = serializers.CharField(max_length=200)
 
@@ -123,6 +125,7 @@ class DocumentDetailApi(APIView):
 class VersionListApi(APIView):
     scope_prefix = "docs"
 
+    @extend_schema_serializer(component_name="VersionCreate")
     class InputSerializer(serializers.Serializer[Any]):
         name = serializers.CharField(max_length=200)
 
