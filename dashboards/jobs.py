@@ -10,7 +10,7 @@ from django.db.models import Avg, Count, ExpressionWrapper, F, IntegerField, Val
 
 from dashboards.models import SeriesPoint
 from webconnect.jobs.models import DataKind
-from webconnect.jobs.registry import JobContext, JobResult, register_job
+from webconnect.jobs.registry import JobContext, JobResult, delete_in_batches, register_job
 from webconnect.jobs.services import retention_policy
 
 DAY_MS = 86_400_000
@@ -77,8 +77,5 @@ def prune_series_points(context: JobContext) -> JobResult:
     old = SeriesPoint.objects.filter(ts__lt=cutoff)
     if context.dry_run:
         return JobResult(details={"would_delete": old.count(), "before_ts": cutoff})
-    deleted = 0
-    while ids := list(old.order_by("ts").values_list("id", flat=True)[: context.batch_size]):
-        deleted += SeriesPoint.objects.filter(id__in=ids).delete()[0]
-        context.checkpoint()
+    deleted = delete_in_batches(old, context)
     return JobResult(affected=deleted, details={"deleted": deleted, "before_ts": cutoff})

@@ -50,6 +50,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # the whole browser session; async tests cannot start their own loop while
     # it lives, so browser tests run last, together.
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+    # A transactional test ends by flushing every table, and with it the rows data
+    # migrations installed (default policies, namespaces, retention policies,
+    # schedules). Every transactional test therefore restores the migrated state
+    # (serialized rollback): all of them or none, because mixing the two recreates
+    # content types under new ids and the next restore collides with them.
+    from pytest_django.fixtures import validate_django_db
+
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is None:
+            continue
+        transaction, reset_sequences, databases, serialized_rollback, available_apps = validate_django_db(marker)
+        if transaction and not serialized_rollback:
+            item.add_marker(
+                pytest.mark.django_db(
+                    transaction=True,
+                    reset_sequences=reset_sequences,
+                    databases=databases,
+                    serialized_rollback=True,
+                    available_apps=available_apps,
+                ),
+                append=False,
+            )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

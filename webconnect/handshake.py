@@ -27,6 +27,11 @@ from webconnect.net import client_ip_from_scope, scope_header
 ASGIApp = Any
 
 
+# Signed-out connections may at most read channels; whether any channel is
+# readable without signing in is the policies' decision (anonymous_read).
+ANONYMOUS_SCOPES = frozenset({"realtime:read"})
+
+
 @dataclass(frozen=True)
 class ConnectionAuth:
     """How a WebSocket connection authenticated; put in scope["auth"]."""
@@ -149,6 +154,6 @@ class HandshakeAuthMiddleware:
         scope = dict(
             scope,
             user=AnonymousUser(),
-            auth=ConnectionAuth(method="anonymous", scopes=frozenset(), client_ip=client_ip),
+            auth=ConnectionAuth(method="anonymous", scopes=ANONYMOUS_SCOPES, client_ip=client_ip),
         )
         return await self.inner(scope, receive, send)

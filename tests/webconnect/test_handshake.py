@@ -99,5 +99,5 @@ async def test_an_invalid_bearer_token_is_refused() -> None:
 
 async def test_no_credentials_means_anonymous() -> None:
     ok, hello, communicator = await open_socket([])
-    assert ok and hello == {"user": "", "method": "anonymous", "scopes": []}
+    assert ok and hello == {"user": "", "method": "anonymous", "scopes": ["realtime:read"]}
     await communicator.disconnect()

@@ -23,7 +23,7 @@ from webconnect.audit import (
     audit_verify_chain,
 )
 from webconnect.jobs.models import DataKind, JobRun
-from webconnect.jobs.registry import JobContext, JobResult, register_job
+from webconnect.jobs.registry import JobContext, JobResult, delete_in_batches, register_job
 from webconnect.jobs.services import retention_policy
 from webconnect.models import AuditEvent
 
@@ -182,11 +182,7 @@ def prune_oauth_tokens(context: JobContext) -> JobResult:
     counts = {name: qs.count() for name, qs in querysets.items()}
     if context.dry_run:
         return JobResult(details={"would_delete": counts})
-    deleted = 0
-    for queryset in querysets.values():
-        while ids := list(queryset.values_list("id", flat=True)[: context.batch_size]):
-            deleted += queryset.model.objects.filter(id__in=ids).delete()[1].get(queryset.model._meta.label, 0)
-            context.checkpoint()
+    deleted = sum(delete_in_batches(queryset, context) for queryset in querysets.values())
     return JobResult(affected=deleted, details={"deleted": counts})
 
 
@@ -201,8 +197,5 @@ def prune_job_runs(context: JobContext) -> JobResult:
     stale = JobRun.objects.filter(id__lte=through or 0).exclude(status=JobRun.Status.RUNNING)
     if context.dry_run:
         return JobResult(details={"would_delete": stale.count()})
-    deleted = 0
-    while ids := list(stale.values_list("id", flat=True)[: context.batch_size]):
-        deleted += JobRun.objects.filter(id__in=ids).delete()[0]
-        context.checkpoint()
+    deleted = delete_in_batches(stale, context)
     return JobResult(affected=deleted, details={"deleted": deleted})

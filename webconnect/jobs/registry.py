@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db.models import QuerySet
+
 from webconnect.jobs.models import DataKind
 
 
@@ -33,6 +35,20 @@ class JobResult:
 
 
 JobFunction = Callable[[JobContext], JobResult]
+
+
+def delete_in_batches(queryset: QuerySet[Any], context: JobContext) -> int:
+    """Delete what `queryset` matches, `context.batch_size` rows per transaction.
+
+    Each batch commits on its own, so a worker killed part-way leaves the rest
+    for the redelivered task; `checkpoint()` renews the lease between batches.
+    """
+    model = queryset.model
+    deleted = 0
+    while ids := list(queryset.order_by("pk").values_list("pk", flat=True)[: context.batch_size]):
+        deleted += model.objects.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
+        context.checkpoint()
+    return deleted
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -28,10 +27,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def connect(self) -> None:
         auth: ConnectionAuth = self.scope["auth"]
-        if auth.method == "anonymous":
-            # Signed-out connections may at most read; whether any channel is
-            # readable without signing in is the rules' decision (anonymous_read).
-            auth = replace(auth, scopes=frozenset({"realtime:read"}))
         principal = Principal(self.scope["user"], auth)
         anonymous_ok = not principal.is_authenticated and await any_anonymous_namespace()
         decision = await aauthorize(principal, "connect", Resource("Channel", "*", {"anonymous_read": anonymous_ok}))
