@@ -63,3 +63,5 @@ if POLICY_WATCH and "POLICY_VERSION_CHECK_INTERVAL" not in os.environ:
     # A server shared by many tests sees each test's policy set at once: the
     # tables are flushed and refilled between tests, faster than any poll.
     POLICY_VERSION_CHECK_INTERVAL = 0
+if POLICY_WATCH and "REALTIME_NAMESPACE_CACHE_SECONDS" not in os.environ:
+    REALTIME_NAMESPACE_CACHE_SECONDS = 0  # likewise for namespaces

@@ -354,6 +354,9 @@ REALTIME_HEARTBEAT_INTERVAL = envint("REALTIME_HEARTBEAT_INTERVAL", 25, minimum=
 REALTIME_IDLE_TIMEOUT = envint("REALTIME_IDLE_TIMEOUT", 75, minimum=2)
 # A JSON frame larger than this closes the connection with 1009.
 REALTIME_MAX_FRAME_BYTES = envint("REALTIME_MAX_FRAME_BYTES", 64 * 1024, minimum=256)
+# Namespace settings are cached per process this long (seconds); a name missing
+# from the cache is looked up again after a second.
+REALTIME_NAMESPACE_CACHE_SECONDS = envint("REALTIME_NAMESPACE_CACHE_SECONDS", 5, minimum=0)
 REALTIME_MAX_SUBSCRIPTIONS = envint("REALTIME_MAX_SUBSCRIPTIONS", 100, minimum=1)
 # Frames waiting to be written to one socket; a consumer that falls this far behind is disconnected.
 REALTIME_QUEUE_SIZE = envint("REALTIME_QUEUE_SIZE", 1000, minimum=1)

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from webconnect.models import Namespace
 
 # Namespace rows change rarely (admin edits); each process re-reads them at most
 # this often instead of querying the database on every frame.
-CACHE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ _cache: tuple[float, dict[str, NamespaceConfig]] = (0.0, {})
 def namespaces_all() -> dict[str, NamespaceConfig]:
     global _cache
     loaded_at, table = _cache
-    if time.monotonic() - loaded_at < CACHE_SECONDS:
+    if time.monotonic() - loaded_at < settings.REALTIME_NAMESPACE_CACHE_SECONDS:
         return table
     table = {
         row.name: NamespaceConfig(
@@ -66,16 +66,16 @@ def namespace_get(name: str) -> NamespaceConfig | None:
 
 
 # A name missing from the cached table is looked up again after this long, so a
-# namespace an administrator just created works within a second, not CACHE_SECONDS.
+# namespace an administrator just created works within a second, not REALTIME_NAMESPACE_CACHE_SECONDS.
 MISS_RELOAD_SECONDS = 1.0
 
 
 async def anamespace_get(name: str) -> NamespaceConfig | None:
     loaded_at, table = _cache
     age = time.monotonic() - loaded_at
-    if age < CACHE_SECONDS and (name in table or age < MISS_RELOAD_SECONDS):
+    if age < settings.REALTIME_NAMESPACE_CACHE_SECONDS and (name in table or age < MISS_RELOAD_SECONDS):
         return table.get(name)
-    if age < CACHE_SECONDS:
+    if age < settings.REALTIME_NAMESPACE_CACHE_SECONDS:
         namespace_cache_clear()
     found: NamespaceConfig | None = await database_sync_to_async(namespace_get)(name)
     return found
