@@ -17,7 +17,7 @@ from django.utils.html import format_html
 
 from policies import services
 from policies.forms import ImportForm, SimulatorForm
-from policies.models import AccessPolicy, AccessPolicyVersion, RateLimitPolicy, ShareGrant
+from policies.models import AccessPolicy, AccessPolicyVersion, ConnectionLimitPolicy, RateLimitPolicy, ShareGrant
 from policies.simulator import SimulationError, principal_for, simulate
 
 
@@ -225,3 +225,11 @@ class RateLimitPolicyAdmin(admin.ModelAdmin[RateLimitPolicy]):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RateLimitPolicy]) -> None:
         for policy in queryset:
             services.rate_limit_policy_delete(policy=policy)
+
+
+@admin.register(ConnectionLimitPolicy)
+class ConnectionLimitPolicyAdmin(admin.ModelAdmin[ConnectionLimitPolicy]):
+    list_display = ["name", "scope", "max_connections", "role", "enabled", "updated_at"]
+    list_filter = ["enabled", "scope"]
+    list_select_related = ["role"]
+    search_fields = ["name", "description"]

@@ -13,3 +13,7 @@ class PoliciesConfig(AppConfig):
         from webconnect.authorization import set_rate_checker
 
         set_rate_checker(check_rate)
+        from policies.connlimits import limiter
+        from webconnect.authorization import set_connection_limiter
+
+        set_connection_limiter(limiter)

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from policies import cedar
@@ -220,3 +221,28 @@ class RateLimitPolicy(models.Model):
             errors["actions"] = f"unknown action(s): {', '.join(unknown)}; known: {', '.join(cedar.ACTIONS)}"
         if errors:
             raise ValidationError(errors)
+
+
+class ConnectionLimitPolicy(models.Model):
+    """At most `max_connections` open WebSockets at once, per user or per client IP."""
+
+    class Scope(models.TextChoices):
+        USER = "user", "per user"
+        IP = "ip", "per client IP"
+
+    name = models.CharField(max_length=100, unique=True, validators=[RegexValidator(r"^[A-Za-z0-9_.-]+$")])
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.USER)
+    role = models.ForeignKey(
+        Group, null=True, blank=True, on_delete=models.CASCADE, help_text="Only members of this group; empty = all."
+    )
+    max_connections = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.max_connections} {self.get_scope_display()}"

@@ -124,6 +124,9 @@ def _fresh_policy_caches(request: pytest.FixtureRequest) -> None:
 
     engine.clear_caches()
     ratelimit.reset()
+    from policies.connlimits import limiter
+
+    limiter.reset()
     if request.node.get_closest_marker("django_db"):
         request.getfixturevalue("_django_db_helper")
         from policies.models import AccessPolicy

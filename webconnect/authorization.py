@@ -171,3 +171,34 @@ _rate_check: Callable[[Principal, str, Resource], Awaitable[RateDecision]] = _no
 def set_rate_checker(checker: Callable[[Principal, str, Resource], Awaitable[RateDecision]]) -> None:
     global _rate_check
     _rate_check = checker
+
+
+# --- Concurrent-connection limits ----------------------------------------------------
+#
+# Long-lived sockets count against limits per user and per client IP. A socket
+# asks to be admitted once it is authorized, refreshes its place on every
+# heartbeat (so a dead process's places lapse) and releases it when it closes.
+# The policies app installs the implementation; until then nothing is limited.
+
+
+class ConnectionLimiter:
+    async def admit(self, principal: Principal, connection_id: str) -> RateDecision:
+        return RateDecision(True)
+
+    async def refresh(self, principal: Principal, connection_id: str) -> None:
+        return None
+
+    async def release(self, principal: Principal, connection_id: str) -> None:
+        return None
+
+
+_connection_limiter = ConnectionLimiter()
+
+
+def set_connection_limiter(limiter: ConnectionLimiter) -> None:
+    global _connection_limiter
+    _connection_limiter = limiter
+
+
+def connection_limiter() -> ConnectionLimiter:
+    return _connection_limiter

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 
-from webconnect.authorization import Principal, on_policy_change
+from webconnect.authorization import Principal, connection_limiter, on_policy_change
 from webconnect.realtime import metrics, pipeline, protocol, services
 from webconnect.realtime.hub import get_hub
 from webconnect.realtime.selectors import NamespaceConfig
@@ -57,6 +57,7 @@ class _Subscription:
 class Connection:
     def __init__(self, principal: Principal, send_text: SendText, close: Close) -> None:
         self.id = secrets.token_hex(6)
+        self.admitted = True  # holds a place under the connection limits until released
         self.principal = principal
         self._send_text = send_text
         self._close = close
@@ -123,6 +124,8 @@ class Connection:
                 await self.terminate(protocol.CLOSE_IDLE, "idle timeout")
                 return
             self.send(ping, "ping")
+            # Keeps this socket's place under the connection limits from lapsing.
+            await connection_limiter().refresh(self.principal, self.id)
 
     # --- Output ---------------------------------------------------------------------------
 

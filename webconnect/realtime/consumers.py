@@ -6,7 +6,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from webconnect.authorization import Principal, Resource, aauthorize
+from webconnect.authorization import Principal, Resource, aauthorize, connection_limiter
 from webconnect.handshake import ConnectionAuth
 from webconnect.realtime import protocol
 from webconnect.realtime.connection import Connection
@@ -44,6 +44,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         self.connection = Connection(principal, self._send_text, self._close)
+        admitted = await connection_limiter().admit(principal, self.connection.id)
+        if not admitted.allowed:
+            # Accepted first so the client learns why (an error frame and a close
+            # code) instead of a bare HTTP 403 it would retry at once.
+            error = protocol.ProtocolError(
+                "rate_limited", f"too many open connections: {admitted.limit}", retry_after=admitted.retry_after
+            )
+            await self.send(text_data=protocol.encode_error(error))
+            self.connection.admitted = False
+            await self.connection.terminate(protocol.CLOSE_TOO_MANY_CONNECTIONS, "too many connections")
+            return
         self.connection.start()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -69,6 +80,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def disconnect(self, code: int) -> None:
         if self.connection is not None:
             await self.connection.stop()
+            if self.connection.admitted:
+                await connection_limiter().release(self.connection.principal, self.connection.id)
         for group in getattr(self, "control_groups", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 

@@ -41,6 +41,7 @@ CLOSE_IDLE = 4000
 CLOSE_SLOW_CONSUMER = 4001
 CLOSE_REVOKED = 4002
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_MANY_CONNECTIONS = 4429  # a connection limit (per user or per IP) is reached
 
 CHANNEL_MAX_LENGTH = 128
 # namespace "." name; the name may itself contain dots, colons, dashes, underscores.
