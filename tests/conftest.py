@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +279,70 @@ def live_server_factory(django_db_setup: Any, django_db_blocker: Any) -> Iterato
 def live_daphne(live_server_factory: Callable[..., LiveServer]) -> LiveServer:
     """One shared Daphne process serving the test database (use with transactional_db)."""
     return live_server_factory()
+
+
+@dataclass
+class CeleryWorkers:
+    """Real Celery worker processes on the test database, each consuming one private queue."""
+
+    database_name: str
+    queue: str = field(default_factory=lambda: f"test-{os.environ['WEBCONNECT_TEST_RUN']}-{time.monotonic_ns()}")
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, **extra_env: str) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "WEBCONNECT_TEST_DATABASE_NAME": self.database_name,
+            **extra_env,
+        }
+        ARTIFACTS.mkdir(exist_ok=True)
+        with (ARTIFACTS / f"worker-{self.queue}-{len(self.processes)}.log").open("wb") as log:
+            worker = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "webconnect",
+                    "worker",
+                    "-Q",
+                    self.queue,
+                    "--pool",
+                    "solo",
+                    "--without-heartbeat",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-l",
+                    "INFO",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.processes.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        for worker in self.processes:
+            if worker.poll() is None:
+                worker.terminate()
+                try:
+                    worker.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    worker.wait(timeout=5)
+
+
+@pytest.fixture
+def celery_workers(transactional_db: Any) -> Iterator[CeleryWorkers]:
+    """Start workers with `.start(**env)`; send them tasks with `queue=celery_workers.queue`."""
+    from django.db import connection
+
+    workers = CeleryWorkers(str(connection.settings_dict["NAME"]))
+    yield workers
+    workers.stop()
 
 
 # --- Browser ---------------------------------------------------------------------------

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.db import connection
 
+from tests.conftest import CeleryWorkers
 from tests.jobs.helpers import days_ago, seed_chain
 from webconnect.audit import audit_verify_chain
 from webconnect.celery import app
 from webconnect.jobs.models import JobRun, RetentionPolicy
 from webconnect.models import AuditEvent
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.services,
     pytest.mark.django_db(transaction=True),
@@ -27,62 +22,14 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def queue() -> str:
-    return f"jobs-{os.environ['WEBCONNECT_TEST_RUN']}-{time.monotonic_ns()}"
-
-
-@pytest.fixture
-def start_worker(queue: str) -> Iterator[object]:
-    workers: list[subprocess.Popen[bytes]] = []
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "WEBCONNECT_TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
-        "JOB_BATCH_SIZE": "50",
-        "JOB_BATCH_PAUSE_MS": "40",  # a prune long enough to be killed in the middle
-        "CELERY_VISIBILITY_TIMEOUT": "3",  # an unacknowledged task comes back after 3 s, not an hour
-        "CELERY_UNACKED_RESTORE_INTERVAL": "1",
-        "CELERY_UNACKED_RESTORE_THROTTLE": "1",
-    }
-
-    def start() -> subprocess.Popen[bytes]:
-        (ROOT / "test-artifacts").mkdir(exist_ok=True)
-        with (ROOT / "test-artifacts" / f"worker-{queue}-{len(workers)}.log").open("wb") as log:
-            worker = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "webconnect",
-                    "worker",
-                    "-Q",
-                    queue,
-                    "--pool",
-                    "solo",
-                    "--without-heartbeat",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-l",
-                    "INFO",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        if worker.poll() is None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+# A prune long enough to be killed in the middle, and a killed worker's task back in 3 s, not an hour.
+WORKER_ENV = {
+    "JOB_BATCH_SIZE": "50",
+    "JOB_BATCH_PAUSE_MS": "40",
+    "CELERY_VISIBILITY_TIMEOUT": "3",
+    "CELERY_UNACKED_RESTORE_INTERVAL": "1",
+    "CELERY_UNACKED_RESTORE_THROTTLE": "1",
+}
 
 
 def wait_for(condition: object, timeout: float, message: str) -> None:
@@ -94,14 +41,14 @@ def wait_for(condition: object, timeout: float, message: str) -> None:
     raise AssertionError(message)
 
 
-def test_a_killed_worker_s_prune_is_redelivered_and_completes_without_harm(start_worker: object, queue: str) -> None:
+def test_a_killed_worker_s_prune_is_redelivered_and_completes_without_harm(celery_workers: CeleryWorkers) -> None:
     assert connection.vendor == "postgresql"
     seed_chain(2000, days_ago(200))  # past retention
     seed_chain(30, days_ago(5))  # inside it
     RetentionPolicy.objects.filter(kind="audit_events").update(max_age_days=90)
 
-    first = start_worker()  # type: ignore[operator]
-    app.send_task("webconnect.run_job", args=["prune_audit"], queue=queue)
+    first = celery_workers.start(**WORKER_ENV)
+    app.send_task("webconnect.run_job", args=["prune_audit"], queue=celery_workers.queue)
     wait_for(lambda: AuditEvent.objects.count() <= 1700, 60, "the prune never started")
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
@@ -109,7 +56,7 @@ def test_a_killed_worker_s_prune_is_redelivered_and_completes_without_harm(start
     assert 30 < left < 2030, "the kill should land in the middle of the prune"
     assert audit_verify_chain().ok  # every committed batch left a verifiable chain
 
-    start_worker()  # type: ignore[operator]
+    celery_workers.start(**WORKER_ENV)
     wait_for(
         lambda: JobRun.objects.filter(job="prune_audit", status="succeeded").exists(),
         40,

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
+from tests.conftest import CeleryWorkers
 from webconnect.audit import audit_record
 from webconnect.celery import app
 from webconnect.jobs.models import JobRun
 from webconnect.jobs.tasks import run_job
 from webconnect.models import AuditEvent
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.django_db
@@ -40,47 +34,15 @@ def test_the_beat_scheduler_is_the_database_one() -> None:
 @pytest.mark.services
 @pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored")
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_runs_a_task_from_the_redis_broker() -> None:
-    queue = f"test-{os.environ['WEBCONNECT_TEST_RUN']}"
+def test_a_real_worker_runs_a_task_from_the_redis_broker(celery_workers: CeleryWorkers) -> None:
     audit_record(action="test.event")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "WEBCONNECT_TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
-    }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "webconnect",
-            "worker",
-            "-Q",
-            queue,
-            "--pool",
-            "solo",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        # The task writes nothing when the chain is intact, so tamper first: the
-        # worker's broken-chain event proves it ran, on the shared database.
-        AuditEvent.objects.update(target="forged")
-        app.send_task("webconnect.run_job", args=["verify_audit"], queue=queue)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not AuditEvent.objects.filter(action="audit.chain_broken").exists():
-            assert worker.poll() is None, "worker exited"
-            time.sleep(0.2)
-        assert AuditEvent.objects.filter(action="audit.chain_broken").exists()
-    finally:
-        worker.terminate()
-        worker.wait(timeout=20)
+    worker = celery_workers.start()
+    # The task writes nothing when the chain is intact, so tamper first: the
+    # worker's broken-chain event proves it ran, on the shared database.
+    AuditEvent.objects.update(target="forged")
+    app.send_task("webconnect.run_job", args=["verify_audit"], queue=celery_workers.queue)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not AuditEvent.objects.filter(action="audit.chain_broken").exists():
+        assert worker.poll() is None, "worker exited"
+        time.sleep(0.2)
+    assert AuditEvent.objects.filter(action="audit.chain_broken").exists()
