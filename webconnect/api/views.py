@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webconnect.api.permissions import IsStaff, TokenHasRequiredScopes
-from webconnect.audit import audit_verify_chain
+from webconnect.audit import EXPORT_FIELDS, audit_verify_chain
 from webconnect.models import AuditEvent
 from webconnect.selectors import audit_event_list
 
@@ -53,19 +53,7 @@ class AuditEventListApi(APIView):
     class OutputSerializer(serializers.ModelSerializer[AuditEvent]):
         class Meta:
             model = AuditEvent
-            fields = [
-                "id",
-                "created_at",
-                "actor_id",
-                "actor_name",
-                "action",
-                "target",
-                "outcome",
-                "client_ip",
-                "details",
-                "prev_hash",
-                "hash",
-            ]
+            fields = EXPORT_FIELDS  # the same columns as the CSV / JSON-lines export
 
     class FilterSerializer(serializers.Serializer[Any]):
         action = serializers.CharField(required=False)
