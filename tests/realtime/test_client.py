@@ -139,6 +139,7 @@ async def test_the_cli(live_daphne: Any, tokens: dict[str, str]) -> None:
         if subscriber.returncode is None:
             subscriber.kill()
             await subscriber.wait()
+    assert subscriber.returncode == 0, f"subscriber exited {subscriber.returncode}: {stderr.decode()[-2000:]}"
     line = json.loads(stdout.decode().strip())
     assert line["payload"] == {"a": 1} and line["from"]["name"] == "alice"
     assert " > " in stderr.decode() and " < " in stderr.decode() and " ms " in stderr.decode()
