@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 os.environ["WEBCONNECT_DATA_DIR"] = tempfile.mkdtemp(prefix="webconnect-bench-")
 os.environ.pop("DATABASE_URL", None)  # decisions do not touch the database on the measured paths
-os.environ["POLICY_WATCH"] = "false"
+os.environ["KERNEL_BACKGROUND_TASKS"] = "false"
 
 import django  # noqa: E402
 
@@ -85,8 +85,8 @@ def main() -> None:
     from policies import engine, ratelimit
     from policies.models import AccessPolicy, RateLimitPolicy
     from policies.services import policy_version_bump
-    from webconnect.authorization import Principal, Resource, acheck_rate, authorize
-    from webconnect.handshake import ConnectionAuth
+    from webconnect.authorization import acheck_rate, authorize
+    from webconnect.identity import ConnectionAuth, Principal, Resource
 
     user = get_user_model().objects.create_user("bench", password="x")  # noqa: S106
     AccessPolicy.objects.bulk_create(

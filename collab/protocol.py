@@ -25,22 +25,24 @@ from pycrdt import (
 )
 from pycrdt._sync import create_sync_step1_message, create_sync_step2_message
 
+from webconnect.kernel import codes
+
 MESSAGE_SYNC = int(YMessageType.SYNC)
 MESSAGE_AWARENESS = int(YMessageType.AWARENESS)
 MESSAGE_AUTH = 2
 MESSAGE_QUERY_AWARENESS = 3
 AUTH_PERMISSION_DENIED = 0
 
-# Close codes. The protocol has no error message besides permission-denied, so
-# a refused frame ends the connection. y-websocket's convention (3.x
-# `shouldReconnect`): 4400-4499 are permanent, the provider stops reconnecting;
-# 4500-4599 are "try again later"; a reconnect re-sends whatever was not stored.
-CLOSE_INVALID = 4400
-CLOSE_FORBIDDEN = 4403
-CLOSE_TOO_LARGE = 4413
-CLOSE_PERMISSIONS_CHANGED = 4509  # reconnect to get the new rights (e.g. editor -> viewer)
-CLOSE_RATE_LIMITED = 4529
-CLOSE_SERVER_ERROR = 1011
+# Close codes (webconnect.kernel.codes, shared by every endpoint). The protocol
+# has no error message besides permission-denied, so a refused frame ends the
+# connection. y-websocket's convention: 4400-4499 are permanent, 4500-4599 are
+# "try again later"; a reconnect re-sends whatever was not stored.
+CLOSE_INVALID = codes.INVALID
+CLOSE_FORBIDDEN = codes.FORBIDDEN
+CLOSE_TOO_LARGE = codes.TOO_LARGE
+CLOSE_PERMISSIONS_CHANGED = codes.PERMISSIONS_CHANGED
+CLOSE_RATE_LIMITED = codes.RATE_LIMITED
+CLOSE_UNAVAILABLE = codes.UNAVAILABLE
 
 EMPTY_UPDATE = b"\x00\x00"
 

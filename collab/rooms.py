@@ -6,8 +6,10 @@ The write path of an update, in order:
   2. queued for the room's writer, which commits a batch of updates in one
      transaction (group commit);
   3. only after the commit: applied to `doc`, relayed to this process's other
-     sockets and published on the channel layer for other processes.
-So anything a client has seen, from anyone, is in the database.
+     sockets and published on the kernel's bus for other processes (relay.py).
+So anything a client has seen, from anyone, is in the database. A batch that
+cannot be committed closes its senders with UNAVAILABLE (4503): they
+reconnect and re-send, so nothing they made is lost.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,19 +24,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
-from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import close_old_connections
 from pycrdt import Awareness, Doc, get_update
 
-from collab import protocol, services
+from collab import protocol, relay, services
 from collab.conf import limits
 from collab.protocol import ProtocolError
-from webconnect.authorization import on_policy_change
+from collab.tasks import compact_document
+from webconnect.kernel import codes, startup
+from webconnect.kernel.bus import BusUnavailable, get_bus
 
 logger = logging.getLogger(__name__)
 
-# Marks this process's own publications, which its listener must not re-apply.
-PROCESS_ID = uuid.uuid4().hex
+# Marks this process's own publications, which it must not re-apply.
+PROCESS_ID = get_bus().process_id
 
 # Log writes run on their own threads, not Channels' single thread for
 # thread-sensitive work: there they would queue behind every consumer's
@@ -65,7 +67,7 @@ class Peer(Protocol):
 
     async def send_frame(self, frame: bytes) -> None: ...
 
-    async def close_with(self, code: int) -> None: ...
+    async def close_with(self, code: int, reason: str = "") -> None: ...
 
     async def recheck(self) -> None: ...
 
@@ -95,14 +97,8 @@ class Room:
         self._pending: list[_Pending] = []
         self._pending_size = 0
         self._writer: asyncio.Task[None] | None = None
-        self._listener: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
-        self._channel: str | None = None
         self._touched_at = float("-inf")
-
-    @property
-    def group(self) -> str:
-        return services.room_group(self.document_id)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -113,29 +109,21 @@ class Room:
             self.scratch.apply_update(loaded.state)
         self.seq = loaded.seq
         self.size = loaded.size
-        layer = get_channel_layer()
-        if layer is not None:
-            self.multi_process = not isinstance(layer, InMemoryChannelLayer)
-            self._channel = await layer.new_channel()
-            await layer.group_add(self.group, self._channel)
-            self._listener = asyncio.create_task(self._listen(layer, self._channel))
-            if self.multi_process:
-                self._resync = asyncio.create_task(self._resync_loop())
+        bus = get_bus()
+        await bus.start()
+        self.multi_process = bus.distributed
+        if self.multi_process:
+            self._resync = asyncio.create_task(self._resync_loop())
 
     async def close(self) -> None:
         self.closed = True
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 await self._writer
-        for task in (self._listener, self._resync):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-        layer = get_channel_layer()
-        if layer is not None and self._channel is not None:
-            with contextlib.suppress(Exception):
-                await layer.group_discard(self.group, self._channel)
+        if self._resync is not None:
+            self._resync.cancel()
+            with contextlib.suppress(BaseException):
+                await self._resync
 
     # --- incoming from a socket ---------------------------------------------------------
 
@@ -191,12 +179,13 @@ class Room:
             except Exception:
                 logger.exception("could not store %d updates of document %s", len(batch), self.document_id)
                 # Not stored, so never shown to anyone: drop them from the replica
-                # and disconnect their senders, whose next sync re-sends them.
+                # and disconnect their senders at once with a retryable code; their
+                # next sync re-sends them.
                 self._pending_size -= batch_size
                 self._rebuild_scratch()
                 for peer in {item.peer for item in batch if item.peer is not None}:
                     with contextlib.suppress(Exception):
-                        await peer.close_with(protocol.CLOSE_SERVER_ERROR)
+                        await peer.close_with(codes.UNAVAILABLE, "storage unavailable: reconnect to re-send")
                 continue
             self._pending_size -= batch_size
             self.size += batch_size
@@ -205,7 +194,7 @@ class Room:
                 frame = protocol.sync_update(item.update)
                 await self.broadcast(frame, exclude=item.peer)
                 if self.multi_process:
-                    await self._publish({"type": "doc.update", "data": item.update, "origin": PROCESS_ID})
+                    await self._publish(relay.UPDATE, item.update)
                 if item.on_committed is not None:
                     with contextlib.suppress(Exception):
                         await item.on_committed()
@@ -228,7 +217,7 @@ class Room:
     async def relay_awareness(self, peer: Peer, payload: bytes) -> None:
         await self.broadcast(protocol.awareness(payload), exclude=peer)
         if self.multi_process:
-            await self._publish({"type": "doc.awareness", "data": payload, "origin": PROCESS_ID})
+            await self._publish(relay.AWARENESS, payload)
 
     def awareness_frame(self) -> bytes | None:
         client_ids = list(self.awareness.states)
@@ -253,41 +242,19 @@ class Room:
                 except Exception:  # a socket closing mid-send; its disconnect cleans up
                     logger.debug("send to a closing socket failed", exc_info=True)
 
-    async def _publish(self, event: dict[str, Any]) -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
+    async def _publish(self, kind: int, payload: bytes) -> None:
         try:
-            await layer.group_send(self.group, event)
-        except Exception:  # other processes catch up from the log (see _resync_loop)
-            logger.exception("publish to %s failed", self.group)
+            await get_bus().publish(relay.KIND, str(self.document_id), relay.encode(kind, PROCESS_ID, payload))
+        except BusUnavailable:  # other processes catch up from the log (see _resync_loop)
+            logger.warning("document %s: relay to other processes failed (bus unavailable)", self.document_id)
 
-    async def _listen(self, layer: Any, channel: str) -> None:
-        while True:
-            try:
-                event = await layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("room listener for %s failed; retrying", self.group)
-                await asyncio.sleep(1)
-                continue
-            if event.get("origin") == PROCESS_ID:
-                continue
-            try:
-                await self._handle_event(event)
-            except Exception:
-                logger.exception("room event %s failed", event.get("type"))
-
-    async def _handle_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "doc.update":
-            await self.apply_external([bytes(event["data"])])
-        elif kind == "doc.awareness":
-            payload = bytes(event["data"])
-            self.awareness.apply_awareness_update(payload, origin="remote")
-            await self.broadcast(protocol.awareness(payload))
-        elif kind == "doc.recheck":
+    async def handle_relay(self, message: relay.RelayMessage) -> None:
+        if message.kind == relay.UPDATE:
+            await self.apply_external([message.payload])
+        elif message.kind == relay.AWARENESS:
+            self.awareness.apply_awareness_update(message.payload, origin="remote")
+            await self.broadcast(protocol.awareness(message.payload))
+        elif message.kind == relay.RECHECK:
             for peer in list(self.peers):
                 await peer.recheck()
 
@@ -305,23 +272,27 @@ class Room:
             await self.broadcast(protocol.sync_update(diff))
 
     async def _resync_loop(self) -> None:
-        # Pub/sub may lose messages (a Redis reconnect, a full channel): read the
-        # log now and then so every process converges on what is stored.
+        # Pub/sub may lose messages (a Redis reconnect): read the log now and
+        # then so every process converges on what is stored.
         interval = limits().resync_seconds
         while True:
             await asyncio.sleep(interval)
-            try:
-                parts, seq = await database_sync_to_async(services.document_updates_since)(
-                    document_id=self.document_id, seq=max(0, self.seq - limits().resync_overlap)
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("resync of document %s failed", self.document_id)
-                continue
-            self.seq = max(self.seq, seq)
-            if parts:
-                await self.apply_external(parts)
+            await self.resync()
+
+    async def resync(self) -> None:
+        """Apply what others stored since this room last read the log."""
+        try:
+            parts, seq = await database_sync_to_async(services.document_updates_since)(
+                document_id=self.document_id, seq=max(0, self.seq - limits().resync_overlap)
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("resync of document %s failed", self.document_id)
+            return
+        self.seq = max(self.seq, seq)
+        if parts:
+            await self.apply_external(parts)
 
 
 # --- The registry: one room per document per event loop ----------------------------------------
@@ -375,17 +346,33 @@ async def leave(room: Room, peer: Peer) -> None:
 
 
 async def _schedule_compaction(document_id: int) -> None:
-    from collab.tasks import compact_document
-
     try:
         await database_sync_to_async(compact_document.delay)(document_id)
     except Exception:  # the periodic compaction picks it up later
         logger.exception("could not schedule compaction of document %s", document_id)
 
 
-@on_policy_change
-async def _recheck_all_rooms() -> None:
-    """Policies changed: every open socket re-checks its rights."""
+async def _on_relay(key: str, data: bytes) -> None:
+    """A document message from the bus, on this loop: the open room (if any) applies it."""
+    message = relay.decode(data)
+    if message.origin == PROCESS_ID:
+        return
+    room = _registry().rooms.get(int(key))
+    if room is not None and not room.closed:
+        await room.handle_relay(message)
+
+
+async def _resync_open_rooms() -> None:
     for room in open_rooms():
-        for peer in list(room.peers):
-            await peer.recheck()
+        await room.resync()
+
+
+async def flush_open_rooms() -> None:
+    """Shutdown: commit every update already accepted."""
+    await asyncio.gather(*(room.flush() for room in open_rooms()), return_exceptions=True)
+
+
+get_bus().on(relay.KIND, _on_relay)
+get_bus().on_reconnect(_resync_open_rooms)
+startup.on_shutdown("collab-flush", flush_open_rooms, startup.FLUSH)
+startup.on_shutdown("collab-flush-again", flush_open_rooms, startup.FLUSH_AGAIN)

@@ -7,7 +7,8 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from collab.models import Document, DocumentShare
-from webconnect.authorization import Principal, Resource, authorize
+from webconnect.authorization import authorize
+from webconnect.identity import Principal, Resource
 
 
 def document_resource(document: Document) -> Resource:

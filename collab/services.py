@@ -6,20 +6,18 @@ Everything here is synchronous ORM code; the consumer calls it through
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 from pycrdt import Doc, XmlFragment, merge_updates
 
+from collab import relay
 from collab.conf import limits
 from collab.models import Document, DocumentShare, DocumentUpdate, DocumentVersion
 
@@ -30,34 +28,6 @@ FRAGMENT = "default"  # the XmlFragment Tiptap's Collaboration extension edits
 
 class DocumentTooLarge(Exception):
     pass
-
-
-def room_group(document_id: int) -> str:
-    return f"collab.doc.{document_id}"
-
-
-def _publish_on_commit(document_id: int, event: dict[str, Any]) -> None:
-    """Tell every process holding the document open (its room listens on this group)."""
-
-    def send() -> None:
-        layer = get_channel_layer()
-        if layer is None or _in_event_loop():
-            # No room lives in a thread that runs a loop (only tests call services so).
-            return
-        try:
-            async_to_sync(layer.group_send)(room_group(document_id), event)
-        except Exception:  # the room's periodic resync from the log catches up
-            logger.exception("could not notify rooms of document %s", document_id)
-
-    transaction.on_commit(send)
-
-
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 # --- The log -----------------------------------------------------------------------
@@ -184,7 +154,7 @@ def document_change(*, document: Document, user: Any, change: Callable[[XmlFragm
     update = doc.get_update(before)
     with transaction.atomic():
         document_append_updates(document_id=document.pk, updates=[(update, getattr(user, "pk", None))])
-        _publish_on_commit(document.pk, {"type": "doc.update", "data": update, "origin": "server"})
+        relay.publish_on_commit(document.pk, relay.UPDATE, update)
     return update
 
 
@@ -213,7 +183,7 @@ def document_rename(*, document: Document, title: str) -> Document:
 def document_delete(*, document: Document) -> None:
     document_id = document.pk
     document.delete()
-    _publish_on_commit(document_id, {"type": "doc.recheck"})
+    relay.publish_on_commit(document_id, relay.RECHECK)
 
 
 # --- Versions ---------------------------------------------------------------------------
@@ -280,7 +250,7 @@ def share_grant(*, document: Document, role: str, user: Any = None, group: Group
         document=document, user=user, group=group, defaults={"role": role}
     )
     # A downgrade from editor to viewer must reach open sockets too.
-    _publish_on_commit(document.pk, {"type": "doc.recheck"})
+    relay.publish_on_commit(document.pk, relay.RECHECK)
     return share
 
 
@@ -288,7 +258,7 @@ def share_grant(*, document: Document, role: str, user: Any = None, group: Group
 def share_revoke(*, share: DocumentShare) -> None:
     document_id = share.document_id
     share.delete()
-    _publish_on_commit(document_id, {"type": "doc.recheck"})
+    relay.publish_on_commit(document_id, relay.RECHECK)
 
 
 def shares_for(documents: Iterable[Document]) -> dict[int, list[DocumentShare]]:

@@ -19,7 +19,8 @@ from pycrdt import XmlFragment
 
 from collab import convert, selectors, services
 from collab.models import Document, DocumentShare, DocumentVersion
-from webconnect.authorization import Principal, authorize
+from webconnect.authorization import authorize
+from webconnect.identity import principal_from_request
 
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
 
@@ -61,14 +62,10 @@ class VersionForm(forms.Form):
     name = forms.CharField(max_length=200)
 
 
-def _principal(request: HttpRequest) -> Principal:
-    return Principal(request.user)
-
-
 def _document_for(request: HttpRequest, document_id: int, action: str) -> Document:
     document = get_object_or_404(Document.objects.select_related("owner"), pk=document_id)
-    if not authorize(_principal(request), action, selectors.document_resource(document)):
-        if not authorize(_principal(request), "read", selectors.document_resource(document)):
+    if not authorize(principal_from_request(request), action, selectors.document_resource(document)):
+        if not authorize(principal_from_request(request), "read", selectors.document_resource(document)):
             raise Http404("No such document.")  # do not reveal that it exists
         raise PermissionDenied(f"You may not {action} this document.")
     return document
@@ -114,7 +111,7 @@ def document_import(request: HttpRequest) -> HttpResponse:
 @login_required
 def editor(request: HttpRequest, document_id: int) -> HttpResponse:
     document = _document_for(request, document_id, "read")
-    can_edit = bool(authorize(_principal(request), "edit", selectors.document_resource(document)))
+    can_edit = bool(authorize(principal_from_request(request), "edit", selectors.document_resource(document)))
     config = {"documentId": document.pk, "canEdit": can_edit, "userName": request.user.get_username()}
     return render(
         request,
@@ -187,7 +184,7 @@ def document_share(request: HttpRequest, document_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def document_history(request: HttpRequest, document_id: int) -> HttpResponse:
     document = _document_for(request, document_id, "read")
-    can_edit = bool(authorize(_principal(request), "edit", selectors.document_resource(document)))
+    can_edit = bool(authorize(principal_from_request(request), "edit", selectors.document_resource(document)))
     form = VersionForm(request.POST or None)
     if request.method == "POST":
         if not can_edit:
@@ -211,7 +208,7 @@ def version_preview(request: HttpRequest, document_id: int, version_id: int) -> 
     fragment = services.load_doc(bytes(version.state)).get(services.FRAGMENT, type=XmlFragment)
     body = convert.to_html(convert.to_json(fragment))
     inner = body.split("<body>\n", 1)[-1].rsplit("\n</body>", 1)[0]
-    can_edit = bool(authorize(_principal(request), "edit", selectors.document_resource(document)))
+    can_edit = bool(authorize(principal_from_request(request), "edit", selectors.document_resource(document)))
     return render(
         request,
         "collab/version_preview.html",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class DashboardsConfig(AppConfig):
@@ -8,4 +9,13 @@ class DashboardsConfig(AppConfig):
     verbose_name = "Dashboards"
 
     def ready(self) -> None:
-        from dashboards import background, jobs  # noqa: F401  (request_started receiver; registered jobs)
+        from dashboards import (
+            jobs,  # noqa: F401  (registers the jobs)
+            ops,
+            recorder,
+        )
+        from webconnect.kernel import startup
+
+        if settings.DASHBOARDS_BACKGROUND:
+            startup.register("dashboards-recorder", recorder.run_default)
+            startup.register("dashboards-ops", ops.run)

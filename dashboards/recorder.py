@@ -24,22 +24,14 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from dashboards import metrics, services
-from dashboards.models import Widget
-from dashboards.validation import NUMERIC_KINDS
+from dashboards.selectors import channel_paths
+from webconnect.realtime.hub import get_hub
 
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
 REFRESH_SECONDS = 2.0
 LEASE_MS = 10_000
-
-
-def channel_paths() -> dict[str, set[str]]:
-    """Every channel some chart reads, with the numeric value paths to record on it."""
-    table: dict[str, set[str]] = {}
-    for channel, value_paths in Widget.objects.filter(kind__in=NUMERIC_KINDS).values_list("channel", "value_paths"):
-        table.setdefault(channel, set()).update(p for p in value_paths or [] if isinstance(p, str))
-    return table
 
 
 class Recorder:
@@ -51,6 +43,11 @@ class Recorder:
         self.stored = 0
         self.rejected = 0  # values at a widget path that were missing or not numbers
         self.leader = True
+
+    async def resync(self, channel: str) -> None:
+        # Points published while this process's Redis subscription was down are
+        # not recorded here: series are samples, and a gap in a chart is honest.
+        return None
 
     # Hub Subscriber protocol: called inside the fan-out, must not block.
     def deliver(self, channel: str, offset: int, text: str) -> None:
@@ -108,10 +105,12 @@ async def _lease(redis: Any, key: str, owner: str) -> bool:
     return False
 
 
+async def run_default() -> None:
+    await run(Recorder())
+
+
 async def run(recorder: Recorder) -> None:
     """Keep the recorder subscribed to the widget channels and flush it, until cancelled."""
-    from webconnect.realtime.hub import get_hub
-
     hub = get_hub()
     await hub.start()
     redis = None

@@ -9,7 +9,9 @@ from django.conf import settings
 from django.db.models import Avg, Count, ExpressionWrapper, F, IntegerField, Max, Min, Q, QuerySet, Value
 
 from dashboards.models import Dashboard, SeriesPoint, Widget
-from webconnect.authorization import Principal, Resource, authorize
+from dashboards.validation import NUMERIC_KINDS
+from webconnect.authorization import authorize
+from webconnect.identity import Principal, Resource
 from webconnect.realtime import protocol
 from webconnect.realtime.selectors import namespace_get
 from webconnect.realtime.services import channel_resource
@@ -123,3 +125,11 @@ def series_query(*, channel: str, path: str, from_ms: int, to_ms: int, step_ms: 
         {"t": row["bucket"] * step_ms, "avg": row["avg"], "min": row["min"], "max": row["max"], "n": row["count"]}
         for row in rows
     ]
+
+
+def channel_paths() -> dict[str, set[str]]:
+    """Every channel some chart reads, with the numeric value paths to record on it."""
+    table: dict[str, set[str]] = {}
+    for channel, value_paths in Widget.objects.filter(kind__in=NUMERIC_KINDS).values_list("channel", "value_paths"):
+        table.setdefault(channel, set()).update(p for p in value_paths or [] if isinstance(p, str))
+    return table

@@ -12,8 +12,12 @@ from django.db import transaction
 
 from dashboards import metrics, paths
 from dashboards.models import Dashboard, SeriesPoint, Widget, layout_problem
+from dashboards.selectors import channel_paths
 from dashboards.validation import widget_problems
-from webconnect.authorization import Principal
+from webconnect.identity import Principal
+from webconnect.realtime import protocol
+from webconnect.realtime import services as realtime
+from webconnect.realtime.selectors import namespace_get
 
 
 @transaction.atomic
@@ -143,10 +147,6 @@ def ingest_prepare(channel: str) -> set[str]:
     Done before entering the event loop so that the async half reads the
     namespace from the per-process cache instead of the database.
     """
-    from dashboards.recorder import channel_paths
-    from webconnect.realtime import protocol
-    from webconnect.realtime.selectors import namespace_get
-
     if protocol.valid_channel(channel):
         namespace_get(protocol.namespace_of(channel))
     return channel_paths().get(channel, set())
@@ -161,9 +161,6 @@ async def ingest_batch(
     payload schema). The answer lists, per message, the widget value paths that
     did not yield a number, so a producer learns at once why a chart stays empty.
     """
-    from webconnect.realtime import protocol
-    from webconnect.realtime import services as realtime
-
     protocol.check_channel(channel)
     namespace = await realtime.check_channel_action(principal, "publish", channel)
     first = last = None

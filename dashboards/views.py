@@ -14,7 +14,7 @@ from dashboards import selectors, services
 from dashboards.api.views import dashboard_data
 from dashboards.models import Dashboard
 from dashboards.validation import KINDS
-from webconnect.authorization import Principal
+from webconnect.identity import principal_from_request
 
 
 class DashboardForm(forms.Form):
@@ -29,13 +29,13 @@ def dashboard_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         dashboard = services.dashboard_create(owner=request.user, **form.cleaned_data)
         return redirect("dashboards:detail", dashboard_id=dashboard.pk)
-    dashboards = selectors.dashboard_list(Principal(request.user))
+    dashboards = selectors.dashboard_list(principal_from_request(request))
     return render(request, "dashboards/dashboard_list.html", {"dashboards": dashboards, "form": form})
 
 
 @login_required
 def dashboard_detail(request: HttpRequest, dashboard_id: int) -> HttpResponse:
-    principal = Principal(request.user)
+    principal = principal_from_request(request)
     dashboard = Dashboard.objects.select_related("owner").filter(pk=dashboard_id).first()
     if dashboard is None or not selectors.dashboard_rights(principal, dashboard)[0]:
         raise Http404("No such dashboard.")

@@ -8,12 +8,19 @@ class PoliciesConfig(AppConfig):
     verbose_name = "Policies"
 
     def ready(self) -> None:
-        from policies import receivers  # noqa: F401  (group changes move the policy version)
-        from policies.ratelimit import check_rate
-        from webconnect.authorization import set_rate_checker
-
-        set_rate_checker(check_rate)
+        """Plug the policy engine into the kernel: decisions, rate and connection limits, change watching."""
+        from policies import (
+            receivers,  # noqa: F401  (group changes move the policy version)
+            watch,
+        )
         from policies.connlimits import limiter
-        from webconnect.authorization import set_connection_limiter
+        from policies.engine import decide
+        from policies.ratelimit import check_rate
+        from webconnect.authorization import set_connection_limiter, set_decider, set_rate_checker
+        from webconnect.kernel import sessions, startup
 
+        set_decider(decide)
+        set_rate_checker(check_rate)
         set_connection_limiter(limiter)
+        sessions.on_control("policy", watch.on_policy_message)
+        startup.register("policy-poller", watch.poll_forever)

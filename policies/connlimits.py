@@ -19,7 +19,8 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from webconnect.authorization import ConnectionLimiter, Principal, RateDecision
+from webconnect.authorization import ConnectionLimiter
+from webconnect.identity import Principal, RateDecision
 
 logger = logging.getLogger(__name__)
 

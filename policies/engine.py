@@ -24,7 +24,7 @@ from django.utils import timezone
 from policies import cedar, metrics, selectors
 
 if TYPE_CHECKING:
-    from webconnect.authorization import Decision, Principal, Resource
+    from webconnect.identity import Decision, Principal, Resource
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def evaluate(
     strict: bool = False,
 ) -> Decision:
     """Evaluate without the decision cache (the simulator: without auditing, strict about the schema)."""
-    from webconnect.authorization import Decision
+    from webconnect.identity import Decision
 
     request = cedar.build_request(
         user=principal.user,

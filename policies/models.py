@@ -11,6 +11,7 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from policies import cedar
+from policies.limitspec import parse_limits
 
 
 class PolicyState(models.Model):
@@ -59,12 +60,37 @@ class AccessPolicy(models.Model):
     def source(self) -> cedar.PolicySource:
         return cedar.PolicySource(self.name, self.text)
 
+    def set_errors(self) -> list[cedar.PolicyError]:
+        """Errors of the enabled set as it would be with this policy saved (whether enabled or not).
+
+        The edited policy is validated even when disabled, so nothing invalid is
+        ever stored and enabling it later cannot break the set.
+        """
+        others = type(self).objects.filter(enabled=True).exclude(name=self.name)
+        if self.pk:
+            others = others.exclude(pk=self.pk)
+        sources = [cedar.PolicySource(name, text) for name, text in others.order_by("name").values_list("name", "text")]
+        sources.append(self.source())
+        links = []
+        grants = ShareGrant.objects.select_related("template").filter(template__enabled=True)
+        if self.pk:
+            for grant in grants:
+                if grant.template_id == self.pk:
+                    if not self.enabled:
+                        continue
+                    grant.template = self
+                links.append(grant.as_link())
+        else:
+            links = [grant.as_link() for grant in grants.order_by("pk")]
+        errors = cedar.check_policies(sources, links)
+        if type(self).objects.filter(name=self.name).exclude(pk=self.pk).exists():
+            errors.insert(0, cedar.PolicyError(self.name, "another policy already has this name"))
+        return errors
+
     def clean(self) -> None:
         # Validated as part of the whole set: the enabled policies as they are
         # in the database with this one replaced, against the schema.
-        from policies.selectors import policy_set_errors_with
-
-        errors = policy_set_errors_with(self)
+        errors = self.set_errors()
         if errors:
             raise ValidationError({"text": [str(error) for error in errors]})
         _parsed, self.is_template, _problems = cedar.parse_one(self.source())
@@ -209,8 +235,6 @@ class RateLimitPolicy(models.Model):
         return [item.strip() for item in self.actions.split(",") if item.strip()]
 
     def clean(self) -> None:
-        from policies.ratelimit import parse_limits
-
         errors: dict[str, Any] = {}
         try:
             parse_limits(self.limits)

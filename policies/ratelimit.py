@@ -27,36 +27,18 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from limits import RateLimitItem, parse
+from limits import RateLimitItem
 from limits.aio.strategies import MovingWindowRateLimiter as AsyncMoving
 from limits.aio.strategies import RateLimiter as AsyncRateLimiter
 from limits.aio.strategies import SlidingWindowCounterRateLimiter as AsyncSliding
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter, RateLimiter, SlidingWindowCounterRateLimiter
 
-from policies import engine, metrics, selectors, watch
-from webconnect.authorization import Principal, RateDecision, Resource
+from policies import engine, metrics, selectors
+from policies.limitspec import parse_limits
+from webconnect.identity import Principal, RateDecision, Resource
 
 logger = logging.getLogger(__name__)
-
-
-def parse_limits(spec: str) -> list[RateLimitItem]:
-    """'20/second;600/minute' -> items; ValueError with a message naming the bad part."""
-    parts = [part.strip() for part in spec.replace(",", ";").split(";") if part.strip()]
-    if not parts:
-        raise ValueError('give at least one limit, e.g. "20/second;600/minute"')
-    items = []
-    for part in parts:
-        try:
-            item = parse(part)
-        except ValueError:
-            raise ValueError(
-                f'{part!r} is not a limit: write <count>/<unit>, e.g. "20/second" or "600/minute"'
-            ) from None
-        if item.amount < 1:
-            raise ValueError(f"{part!r}: the count must be at least 1 (disable the policy instead)")
-        items.append(item)
-    return items
 
 
 @dataclass(frozen=True)
@@ -196,7 +178,6 @@ async def _identifiers(rule: Rule, principal: Principal, resource: Resource) -> 
 
 async def check_rate(principal: Principal, action: str, resource: Resource) -> RateDecision:
     """Consume one unit of every matching limit; refuse with retry_after when one is spent."""
-    watch.remember_loop()
     rules = [rule for rule in await _current_rules() if rule.matches(action, resource)]
     if not rules:
         return RateDecision(True)

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 
-from policies import cedar
+from policies import cedar, engine, watch
 from policies.models import AccessPolicy, AccessPolicyVersion, PolicyState, RateLimitPolicy, ShareGrant
 
 logger = logging.getLogger(__name__)
@@ -32,16 +32,8 @@ def policy_version_bump() -> int:
     version = int(PolicyState.objects.values_list("version", flat=True).get(pk=1))
     # This thread sees its own uncommitted change at once; other processes
     # (and threads) hear of it only after commit.
-    from policies import engine
-
     engine.mark_stale()
-
-    def announce() -> None:
-        from policies import watch
-
-        watch.announce(version)
-
-    transaction.on_commit(announce)
+    transaction.on_commit(lambda: watch.announce(version))
     return version
 
 

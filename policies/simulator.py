@@ -8,19 +8,23 @@ denial is not an event).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model
 
 from policies import engine
-from webconnect.authorization import Decision, Principal, Resource, required_scope
-from webconnect.handshake import ConnectionAuth
+from webconnect.authorization import required_scope
+from webconnect.identity import (
+    Decision,
+    Principal,
+    Resource,
+    access_token_lookup,
+    principal_for_user,
+    token_auth,
+)
 
 
 class SimulationError(ValueError):
@@ -37,22 +41,18 @@ class Simulation:
 def principal_for(*, username: str = "", token: str = "", client_ip: str | None = None) -> Principal:
     """A principal from a username (a browser session) or a pasted access token, or anonymous."""
     if token:
-        checksum = hashlib.sha256(token.strip().encode()).hexdigest()
-        access = get_access_token_model().objects.select_related("user").filter(token_checksum=checksum).first()
-        if access is None or access.user is None:
+        access = access_token_lookup(token, include_expired=True)
+        if access is None:
             raise SimulationError("no access token matches what was pasted")
         if access.expires <= timezone.now():
             raise SimulationError("that access token has expired")
-        auth = ConnectionAuth(
-            method="bearer", scopes=frozenset(access.scope.split()), token_id=access.pk, client_ip=client_ip
-        )
-        return Principal(access.user, auth)
+        return principal_for_user(access.user, auth=token_auth(access, client_ip))
     if username:
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise SimulationError(f"no user named {username!r}")
-        return Principal(user, ConnectionAuth(method="session", client_ip=client_ip))
-    return Principal(AnonymousUser(), ConnectionAuth(method="anonymous", scopes=frozenset(), client_ip=client_ip))
+        return principal_for_user(user, client_ip=client_ip)
+    return principal_for_user(None, client_ip=client_ip)
 
 
 def simulate(

@@ -54,14 +54,14 @@ if REDIS_URL:
     CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"asgi-test-{_RUN}"  # noqa: F405
     CACHES["default"]["KEY_PREFIX"] = f"test-{_RUN}"  # noqa: F405
     REALTIME_REDIS_PREFIX = f"webconnect-test-{_RUN}:rt"
-    POLICY_NOTIFY_CHANNEL = f"webconnect-test-{_RUN}:policy-version"
     RATE_LIMIT_KEY_PREFIX = f"webconnect-test-{_RUN}"
-# Only server processes started by tests watch for policy changes; the pytest
-# process itself must not hold a background connection to the test database.
-POLICY_WATCH = bool(os.environ.get("WEBCONNECT_TEST_DATABASE_NAME"))
-if POLICY_WATCH and "POLICY_VERSION_CHECK_INTERVAL" not in os.environ:
+# Only server processes started by tests run the background tasks (policy poller,
+# recorder); the pytest process itself must not hold a background connection to
+# the test database.
+KERNEL_BACKGROUND_TASKS = bool(os.environ.get("WEBCONNECT_TEST_DATABASE_NAME"))
+if KERNEL_BACKGROUND_TASKS and "POLICY_VERSION_CHECK_INTERVAL" not in os.environ:
     # A server shared by many tests sees each test's policy set at once: the
     # tables are flushed and refilled between tests, faster than any poll.
     POLICY_VERSION_CHECK_INTERVAL = 0
-if POLICY_WATCH and "REALTIME_NAMESPACE_CACHE_SECONDS" not in os.environ:
+if KERNEL_BACKGROUND_TASKS and "REALTIME_NAMESPACE_CACHE_SECONDS" not in os.environ:
     REALTIME_NAMESPACE_CACHE_SECONDS = 0  # likewise for namespaces

@@ -9,4 +9,4 @@ class WebconnectConfig(AppConfig):
 
     def ready(self) -> None:
         from webconnect import receivers  # noqa: F401  (connects the audit receivers)
-        from webconnect.realtime import receivers as realtime_receivers  # noqa: F401  (closes revoked sockets)
+        from webconnect.kernel import receivers as kernel_receivers  # noqa: F401  (closes revoked sockets)

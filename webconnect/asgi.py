@@ -14,11 +14,15 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from webconnect.handshake import HandshakeAuthMiddleware  # noqa: E402
+from webconnect.kernel.startup import StartupMiddleware  # noqa: E402
 from webconnect.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": HandshakeAuthMiddleware(URLRouter(websocket_urlpatterns)),
-    }
+# The first connection of any kind starts the process's background tasks (kernel/startup.py).
+application = StartupMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": HandshakeAuthMiddleware(URLRouter(websocket_urlpatterns)),
+        }
+    )
 )

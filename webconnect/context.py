@@ -7,13 +7,9 @@ from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
 
-from webconnect.net import client_ip_from
+from webconnect.identity import request_client_ip
 
 current_client_ip: ContextVar[str | None] = ContextVar("current_client_ip", default=None)
-
-
-def request_client_ip(request: HttpRequest) -> str | None:
-    return client_ip_from(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR"))
 
 
 class RequestContextMiddleware:

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
 from webconnect.audit import audit_record
-from webconnect.context import request_client_ip
+from webconnect.identity import request_client_ip
 from webconnect.models import AuditEvent
 from webconnect.throttling import login_failed, login_retry_after, login_throttle_reset
 

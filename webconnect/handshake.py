@@ -10,8 +10,6 @@ Three ways in, decided in this order:
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,31 +17,18 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.utils import timezone
-from oauth2_provider.models import get_access_token_model
 
-from webconnect.net import client_ip_from_scope, scope_header
+from webconnect.identity import (
+    ANONYMOUS_SCOPES,
+    ConnectionAuth,
+    access_token_lookup,
+    client_ip_from_scope,
+    scope_header,
+    token_auth,
+)
+from webconnect.realtime.tickets import aticket_consume
 
 ASGIApp = Any
-
-
-# Signed-out connections may at most read channels; whether any channel is
-# readable without signing in is the policies' decision (anonymous_read).
-ANONYMOUS_SCOPES = frozenset({"realtime:read"})
-
-
-@dataclass(frozen=True)
-class ConnectionAuth:
-    """How a WebSocket connection authenticated; put in scope["auth"]."""
-
-    method: str  # "bearer", "session", "ticket" or "anonymous"
-    scopes: frozenset[str] | None = None  # None: a session, limited only by the user's rights
-    token_id: int | None = None
-    client_ip: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def allows(self, scope: str) -> bool:
-        return self.scopes is None or scope in self.scopes
 
 
 def _normalise_origin(origin: str) -> str | None:
@@ -95,13 +80,7 @@ def query_ticket(scope: dict[str, Any]) -> str | None:
     return values[0] if values else None
 
 
-@database_sync_to_async  # type: ignore[untyped-decorator]
-def _load_access_token(raw: str) -> Any:
-    checksum = hashlib.sha256(raw.encode()).hexdigest()
-    token = get_access_token_model().objects.select_related("user").filter(token_checksum=checksum).first()
-    if token is None or token.expires <= timezone.now() or token.user is None or not token.user.is_active:
-        return None
-    return token
+_load_access_token = database_sync_to_async(access_token_lookup)
 
 
 async def _reject(send: Any) -> None:
@@ -123,13 +102,7 @@ class HandshakeAuthMiddleware:
             token = await _load_access_token(raw_token)
             if token is None:
                 return await _reject(send)
-            scope = dict(
-                scope,
-                user=token.user,
-                auth=ConnectionAuth(
-                    method="bearer", scopes=frozenset(token.scope.split()), token_id=token.pk, client_ip=client_ip
-                ),
-            )
+            scope = dict(scope, user=token.user, auth=token_auth(token, client_ip))
             # Cookies are dropped so nothing downstream can mix the two identities.
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
             return await self.inner(scope, receive, send)
@@ -137,8 +110,6 @@ class HandshakeAuthMiddleware:
         if ticket is not None:
             # Single use, short-lived and bound to the user it was issued to; like a
             # bearer token it is not ambient, so no Origin is needed and cookies are dropped.
-            from webconnect.realtime.services import aticket_consume
-
             found = await aticket_consume(ticket, client_ip=client_ip)
             if found is None:
                 return await _reject(send)

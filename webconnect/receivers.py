@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from oauth2_provider.signals import app_authorized
 
 from webconnect.audit import audit_record
-from webconnect.context import request_client_ip
+from webconnect.identity import request_client_ip
 from webconnect.models import AuditEvent
 
 

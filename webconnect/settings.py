@@ -168,10 +168,6 @@ POLICY_DECISION_CACHE_SECONDS = envint("POLICY_DECISION_CACHE_SECONDS", 5, minim
 # Denials and rate-limit hits are audited once per key per this many seconds
 # (repeats are counted into the next event), so a flood cannot flood the audit log.
 POLICY_AUDIT_INTERVAL = envint("POLICY_AUDIT_INTERVAL", 60, minimum=1)
-# Server processes watch for policy changes (Redis pub/sub + the periodic check)
-# and re-check live sessions; off for one-shot commands.
-POLICY_WATCH = envbool("POLICY_WATCH", True)
-POLICY_NOTIFY_CHANNEL = envstr("POLICY_NOTIFY_CHANNEL", "webconnect:policy-version")
 RATE_LIMIT_KEY_PREFIX = envstr("RATE_LIMIT_KEY_PREFIX", "webconnect")
 
 # --- Authentication ----------------------------------------------------------
@@ -352,7 +348,7 @@ DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = envint("WEBSOCKET_MAX_FRAME_SIZE", 1024 * 1024
 # every interval; a connection that sends nothing for the idle timeout is closed.
 REALTIME_HEARTBEAT_INTERVAL = envint("REALTIME_HEARTBEAT_INTERVAL", 25, minimum=1)
 REALTIME_IDLE_TIMEOUT = envint("REALTIME_IDLE_TIMEOUT", 75, minimum=2)
-# A JSON frame larger than this closes the connection with 1009.
+# A JSON frame larger than this closes the connection with 4413.
 REALTIME_MAX_FRAME_BYTES = envint("REALTIME_MAX_FRAME_BYTES", 64 * 1024, minimum=256)
 # Namespace settings are cached per process this long (seconds); a name missing
 # from the cache is looked up again after a second.
@@ -367,6 +363,14 @@ REALTIME_PIPELINE = envlist(
 REALTIME_REQUEST_METHODS = envlist("REALTIME_REQUEST_METHODS")
 # Keys and pub/sub channels of the real-time hub in Redis (services mode) start with this.
 REALTIME_REDIS_PREFIX = envstr("REALTIME_REDIS_PREFIX", "webconnect:rt")
+# How long a subscribe waits for this process's Redis subscription to be live
+# (after a Redis restart) before it answers `unavailable`.
+REALTIME_BUS_READY_TIMEOUT = envint("REALTIME_BUS_READY_TIMEOUT", 5, minimum=1)
+# Start the per-process background tasks (policy poller, dashboards recorder, ops)
+# on a server's first connection (webconnect.kernel.startup).
+KERNEL_BACKGROUND_TASKS = envbool("KERNEL_BACKGROUND_TASKS", True)
+# On SIGTERM a server process drains (flush, close sockets with 4501) within this long.
+SHUTDOWN_GRACE_SECONDS = envint("SHUTDOWN_GRACE_SECONDS", 10, minimum=1)
 # Seconds after which the presence entries of a server process that stopped refreshing them (it died) vanish.
 REALTIME_PRESENCE_TTL = envint("REALTIME_PRESENCE_TTL", 30, minimum=3)
 # /metrics is for staff, and for these client addresses (exact IPs or CIDR ranges).

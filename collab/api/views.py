@@ -7,7 +7,6 @@ from typing import Any
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
-from oauth2_provider.models import AbstractAccessToken
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,15 +15,8 @@ from rest_framework.views import APIView
 from collab import convert, selectors, services
 from collab.models import Document, DocumentVersion
 from collab.views import EXPORT_TYPES, export_document
-from webconnect.authorization import Principal, authorize
-from webconnect.handshake import ConnectionAuth
-
-
-def principal_of(request: Request) -> Principal:
-    token = request.auth
-    if isinstance(token, AbstractAccessToken):
-        return Principal(request.user, ConnectionAuth(method="bearer", scopes=frozenset(token.scope.split())))
-    return Principal(request.user)
+from webconnect.authorization import authorize
+from webconnect.identity import principal_from_request
 
 
 def document_for(request: Request, document_id: int, action: str) -> Document:
@@ -32,7 +24,7 @@ def document_for(request: Request, document_id: int, action: str) -> Document:
     if document is None:
         raise exceptions.NotFound("No such document.")
     resource = selectors.document_resource(document)
-    principal = principal_of(request)
+    principal = principal_from_request(request)
     if not authorize(principal, action, resource):
         if not authorize(principal, "read", resource):
             raise exceptions.NotFound("No such document.")
@@ -78,7 +70,7 @@ class DocumentListApi(APIView):
         search = request.query_params.get("q", "").strip()
         if search:
             documents = documents.filter(title__icontains=search)
-        context = {"principal": principal_of(request)}
+        context = {"principal": principal_from_request(request)}
         return Response(DocumentOutput(documents[:500], many=True, context=context).data)
 
     @extend_schema(request=InputSerializer, responses={201: DocumentOutput})
@@ -91,7 +83,7 @@ class DocumentListApi(APIView):
             title=data.validated_data["title"],
             initial=(lambda fragment: convert.markdown_into(fragment, markdown)) if markdown else None,
         )
-        context = {"principal": principal_of(request)}
+        context = {"principal": principal_from_request(request)}
         return Response(DocumentOutput(document, context=context).data, status=status.HTTP_201_CREATED)
 
 
@@ -105,7 +97,7 @@ class DocumentDetailApi(APIView):
     @extend_schema(responses=DocumentOutput)
     def get(self, request: Request, document_id: int) -> Response:
         document = document_for(request, document_id, "read")
-        return Response(DocumentOutput(document, context={"principal": principal_of(request)}).data)
+        return Response(DocumentOutput(document, context={"principal": principal_from_request(request)}).data)
 
     @extend_schema(request=InputSerializer, responses=DocumentOutput)
     def patch(self, request: Request, document_id: int) -> Response:
@@ -113,7 +105,7 @@ class DocumentDetailApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.document_rename(document=document, title=data.validated_data["title"])
-        return Response(DocumentOutput(document, context={"principal": principal_of(request)}).data)
+        return Response(DocumentOutput(document, context={"principal": principal_from_request(request)}).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, document_id: int) -> Response:

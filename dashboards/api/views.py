@@ -18,9 +18,9 @@ from rest_framework.views import APIView
 from dashboards import selectors, services
 from dashboards.models import Dashboard, Widget
 from dashboards.validation import KINDS
-from webconnect.authorization import Principal
+from webconnect.identity import Principal, principal_from_request
 from webconnect.realtime import protocol
-from webconnect.realtime.api import error_response, request_principal
+from webconnect.realtime.api import error_response
 
 
 @contextmanager
@@ -118,7 +118,7 @@ class DashboardListApi(APIView):
 
     @extend_schema(responses=DashboardOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        principal = request_principal(request)
+        principal = principal_from_request(request)
         items = [dashboard_data(principal, d, with_widgets=False) for d in selectors.dashboard_list(principal)]
         return Response(DashboardOutputSerializer(items, many=True).data)
 
@@ -128,7 +128,7 @@ class DashboardListApi(APIView):
         data.is_valid(raise_exception=True)
         with django_errors():
             dashboard = services.dashboard_create(owner=request.user, **data.validated_data)
-        principal = request_principal(request)
+        principal = principal_from_request(request)
         return Response(DashboardOutputSerializer(dashboard_data(principal, dashboard, with_widgets=True)).data, 201)
 
 
@@ -143,13 +143,13 @@ class DashboardDetailApi(APIView):
 
     @extend_schema(responses=DashboardOutputSerializer)
     def get(self, request: Request, dashboard_id: int) -> Response:
-        principal = request_principal(request)
+        principal = principal_from_request(request)
         dashboard = dashboard_for(principal, dashboard_id, "view")
         return Response(DashboardOutputSerializer(dashboard_data(principal, dashboard, with_widgets=True)).data)
 
     @extend_schema(request=InputSerializer, responses=DashboardOutputSerializer)
     def patch(self, request: Request, dashboard_id: int) -> Response:
-        principal = request_principal(request)
+        principal = principal_from_request(request)
         dashboard = dashboard_for(principal, dashboard_id, "edit")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -159,7 +159,7 @@ class DashboardDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, dashboard_id: int) -> Response:
-        dashboard = dashboard_for(request_principal(request), dashboard_id, "edit")
+        dashboard = dashboard_for(principal_from_request(request), dashboard_id, "edit")
         dashboard.delete()
         return Response(status=204)
 
@@ -180,7 +180,7 @@ class WidgetListApi(APIView):
 
     @extend_schema(request=WidgetInputSerializer, responses={201: WidgetOutputSerializer})
     def post(self, request: Request, dashboard_id: int) -> Response:
-        principal = request_principal(request)
+        principal = principal_from_request(request)
         dashboard = dashboard_for(principal, dashboard_id, "edit")
         data = WidgetInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -195,7 +195,7 @@ class WidgetDetailApi(APIView):
 
     @extend_schema(request=WidgetInputSerializer(partial=True), responses=WidgetOutputSerializer)
     def patch(self, request: Request, widget_id: int) -> Response:
-        principal = request_principal(request)
+        principal = principal_from_request(request)
         widget = widget_for(principal, widget_id, "edit")
         data = WidgetInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
@@ -205,7 +205,7 @@ class WidgetDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, widget_id: int) -> Response:
-        widget = widget_for(request_principal(request), widget_id, "edit")
+        widget = widget_for(principal_from_request(request), widget_id, "edit")
         services.widget_delete(widget=widget)
         return Response(status=204)
 
@@ -238,7 +238,7 @@ class WidgetSeriesApi(APIView):
         responses=OutputSerializer,
     )
     def get(self, request: Request, widget_id: int) -> Response:
-        principal = request_principal(request)
+        principal = principal_from_request(request)
         widget = widget_for(principal, widget_id, "view")
         access = selectors.channel_access(principal, widget.channel)
         if not access.allowed:
@@ -299,7 +299,7 @@ class IngestApi(APIView):
         value_paths = services.ingest_prepare(channel)
         try:
             result = async_to_sync(services.ingest_batch)(
-                principal=request_principal(request), channel=channel, payloads=messages, value_paths=value_paths
+                principal=principal_from_request(request), channel=channel, payloads=messages, value_paths=value_paths
             )
         except protocol.ProtocolError as exc:
             return error_response(exc)

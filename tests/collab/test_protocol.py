@@ -210,7 +210,7 @@ async def test_revoking_a_share_takes_effect_on_the_open_socket(setup: dict[str,
 
 
 async def test_a_policy_change_rechecks_open_sockets(setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    from webconnect import authorization
+    from webconnect.kernel import sessions
 
     bob_share = await sync_to_async(services.share_grant)(
         document=setup["document"], role=DocumentShare.EDITOR, user=setup["bob_user"]
@@ -218,7 +218,7 @@ async def test_a_policy_change_rechecks_open_sockets(setup: dict[str, Any], monk
     bob = await connect(setup["doc"], setup["bob"])
     # The policy now denies everything that is not the owner (rows changed without a notification).
     await DocumentShare.objects.filter(pk=bob_share.pk).adelete()
-    await authorization.notify_policy_change()
+    await sessions.recheck_all_sessions()
     await bob.pump(wait=2, until=lambda: bob.closed_code is not None)
     assert bob.closed_code == protocol.CLOSE_FORBIDDEN
 

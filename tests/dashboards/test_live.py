@@ -14,8 +14,7 @@ from dashboards import ops, recorder, selectors, services
 from dashboards.demo import builtin_dashboards_ensure, producer_user
 from dashboards.management.commands.demo_producer import Sensors
 from dashboards.models import Dashboard, SeriesPoint
-from webconnect.authorization import Principal
-from webconnect.handshake import ConnectionAuth
+from webconnect.identity import ConnectionAuth, Principal
 from webconnect.realtime.hub import get_hub
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -14,7 +14,8 @@ from django.test import Client
 from policies.models import AccessPolicy, AccessPolicyVersion, RateLimitPolicy
 from policies.selectors import policy_version
 from policies.services import policies_export, policies_import, share_grant
-from webconnect.authorization import Principal, Resource, authorize
+from webconnect.authorization import authorize
+from webconnect.identity import Principal, Resource
 
 pytestmark = pytest.mark.django_db
 

@@ -14,12 +14,12 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.test import Client, override_settings
 
-from policies import metrics, ratelimit
+from policies import limitspec, metrics, ratelimit
 from policies.models import RateLimitPolicy
 from policies.services import rate_limit_policy_save
 from tests.conftest import ROOT
-from webconnect.authorization import Principal, Resource, acheck_rate
-from webconnect.handshake import ConnectionAuth
+from webconnect.authorization import acheck_rate
+from webconnect.identity import ConnectionAuth, Principal, Resource
 
 
 def make_policy(**fields: Any) -> RateLimitPolicy:
@@ -46,7 +46,7 @@ def test_bad_limits_are_refused_with_a_clear_message(limits: str, message: str) 
 
 @pytest.mark.django_db
 def test_good_limits_and_unknown_actions() -> None:
-    assert [str(item) for item in ratelimit.parse_limits("20/second;600/minute")] == [
+    assert [str(item) for item in limitspec.parse_limits("20/second;600/minute")] == [
         "20 per 1 second",
         "600 per 1 minute",
     ]
@@ -138,7 +138,8 @@ def _hits_in_another_process(user_id: int, count: int, database_name: str) -> li
 import asyncio, json, django
 django.setup()
 from django.contrib.auth import get_user_model
-from webconnect.authorization import Principal, Resource, acheck_rate
+from webconnect.authorization import acheck_rate
+from webconnect.identity import Principal, Resource
 user = get_user_model().objects.get(pk={user_id})
 async def main():
     return [(await acheck_rate(Principal(user), "publish", Resource("Channel", "chat.lobby"))).allowed

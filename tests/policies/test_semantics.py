@@ -10,8 +10,8 @@ from django.contrib.auth.models import AnonymousUser, Group
 
 from policies.models import AccessPolicy, ShareGrant
 from policies.services import access_policy_save, share_grant, share_revoke
-from webconnect.authorization import Principal, Resource, authorize
-from webconnect.handshake import ConnectionAuth
+from webconnect.authorization import authorize
+from webconnect.identity import ConnectionAuth, Principal, Resource
 
 pytestmark = pytest.mark.django_db
 

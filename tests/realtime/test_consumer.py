@@ -188,6 +188,7 @@ async def test_policy_change_ends_subscriptions_that_are_now_denied(
     alice: Any, open_ws: Callable[..., Any], token_for: Any
 ) -> None:
     from webconnect import authorization
+    from webconnect.kernel import sessions
     from webconnect.realtime import services
 
     a = await open_ws(bearer(await token_for("alice")))
@@ -199,7 +200,7 @@ async def test_policy_change_ends_subscriptions_that_are_now_denied(
 
     services.aauthorize = deny  # type: ignore[assignment]
     try:
-        await authorization.notify_policy_change()
+        await sessions.recheck_all_sessions()
     finally:
         services.aauthorize = original
     error = await a.recv_type("error")

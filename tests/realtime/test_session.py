@@ -107,8 +107,8 @@ async def test_join_and_leave_events(alice: Any, bob: Any, open_ws: Callable[...
 
 
 async def test_a_ticket_works_once(alice: Any, open_ws: Callable[..., Any], token_for: Any) -> None:
-    from webconnect.handshake import ConnectionAuth
-    from webconnect.realtime.services import ticket_issue
+    from webconnect.identity import ConnectionAuth
+    from webconnect.realtime.tickets import ticket_issue
 
     ticket = await sync_to_async(ticket_issue)(user=alice, auth=ConnectionAuth(method="session"))
     a = await open_ws(path=f"/ws/?ticket={ticket}")
@@ -124,9 +124,9 @@ async def test_an_expired_ticket_is_refused(alice: Any, open_ws: Callable[..., A
 
     from django.utils import timezone
 
-    from webconnect.handshake import ConnectionAuth
+    from webconnect.identity import ConnectionAuth
     from webconnect.models import RealtimeTicket
-    from webconnect.realtime.services import ticket_issue
+    from webconnect.realtime.tickets import ticket_issue
 
     ticket = await sync_to_async(ticket_issue)(user=alice, auth=ConnectionAuth(method="session"))
     await RealtimeTicket.objects.all().aupdate(expires_at=timezone.now() - timedelta(seconds=1))
@@ -137,8 +137,8 @@ async def test_an_expired_ticket_is_refused(alice: Any, open_ws: Callable[..., A
 async def test_a_ticket_keeps_the_scopes_of_the_token_that_asked_for_it(
     alice: Any, open_ws: Callable[..., Any]
 ) -> None:
-    from webconnect.handshake import ConnectionAuth
-    from webconnect.realtime.services import ticket_issue
+    from webconnect.identity import ConnectionAuth
+    from webconnect.realtime.tickets import ticket_issue
 
     auth = ConnectionAuth(method="bearer", scopes=frozenset({"realtime:read"}), token_id=None)
     ticket = await sync_to_async(ticket_issue)(user=alice, auth=auth)
@@ -188,13 +188,13 @@ async def test_signing_out_closes_browser_sockets(
 # --- Limits -----------------------------------------------------------------------------------
 
 
-async def test_an_oversized_frame_closes_with_1009(
+async def test_an_oversized_frame_closes_with_4413(
     alice: Any, open_ws: Callable[..., Any], token_for: Any, settings: Any
 ) -> None:
     settings.REALTIME_MAX_FRAME_BYTES = 1024
     a = await open_ws(bearer(await token_for("alice")))
     await a.send("publish", {"blob": "x" * 2000}, channel="chat.big")
-    assert (await close_of(a))["code"] == 1009
+    assert (await close_of(a))["code"] == 4413
 
 
 async def test_the_subscription_limit(alice: Any, open_ws: Callable[..., Any], token_for: Any, settings: Any) -> None:
@@ -225,12 +225,12 @@ async def test_server_pings_and_an_idle_connection_is_closed(
 async def test_a_slow_consumer_is_disconnected_with_a_reason(
     alice: Any, open_ws: Callable[..., Any], token_for: Any, settings: Any
 ) -> None:
-    from webconnect.realtime.connection import live_connections
+    from webconnect.kernel.sessions import live_sessions
 
     settings.REALTIME_QUEUE_SIZE = 5
     a = await open_ws(bearer(await token_for("alice")))
     await a.call("subscribe", channel="chat.slow")
-    (connection,) = [c for c in live_connections() if not c.closing]
+    (connection,) = [session.connection for session in live_sessions() if not session.closing]
 
     # The socket stops draining: the writer is stuck as if the peer never read.
     async def stuck(text: str) -> None:

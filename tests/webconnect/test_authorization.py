@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import AnonymousUser
 
-from webconnect.authorization import Principal, Resource, authorize
-from webconnect.handshake import ConnectionAuth
+from webconnect.authorization import authorize
+from webconnect.identity import ConnectionAuth, Principal, Resource
 
 pytestmark = pytest.mark.django_db
 

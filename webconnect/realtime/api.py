@@ -11,17 +11,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
-from oauth2_provider.models import AbstractAccessToken
 from rest_framework import serializers
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from webconnect.authorization import Principal
-from webconnect.context import request_client_ip
-from webconnect.handshake import ConnectionAuth
-from webconnect.realtime import metrics, protocol, services
+from webconnect.identity import principal_from_request, request_client_ip
+from webconnect.realtime import metrics, protocol, services, tickets
 
 STATUS = {
     "bad_request": 400,
@@ -33,18 +30,6 @@ STATUS = {
     "limit_exceeded": 400,
     "internal": 500,
 }
-
-
-def request_principal(request: Request) -> Principal:
-    token = request.auth if isinstance(request.auth, AbstractAccessToken) else None
-    client_ip = request_client_ip(request._request)
-    if token is not None:
-        auth = ConnectionAuth(
-            method="bearer", scopes=frozenset(token.scope.split()), token_id=token.pk, client_ip=client_ip
-        )
-    else:
-        auth = ConnectionAuth(method="session", client_ip=client_ip)
-    return Principal(request.user, auth)
 
 
 def error_response(error: protocol.ProtocolError) -> Response:
@@ -69,9 +54,9 @@ class TicketApi(APIView):
 
     @extend_schema(request=None, responses={201: OutputSerializer})
     def post(self, request: Request) -> Response:
-        principal = request_principal(request)
-        ticket = services.ticket_issue(user=request.user, auth=principal.auth)
-        return Response({"ticket": ticket, "expires_in": services.TICKET_TTL_SECONDS}, status=201)
+        principal = principal_from_request(request)
+        ticket = tickets.ticket_issue(user=request.user, auth=principal.auth)
+        return Response({"ticket": ticket, "expires_in": tickets.TICKET_TTL_SECONDS}, status=201)
 
 
 class PositionSerializer(serializers.Serializer[Any]):
@@ -114,7 +99,7 @@ class ChannelPublishApi(APIView):
                 raise protocol.ProtocolError("too_large", f"body larger than {settings.REALTIME_MAX_FRAME_BYTES} bytes")
             payload = protocol.loads(body.decode("utf-8", errors="strict") if body else "null")
             position = async_to_sync(services.channel_publish)(
-                principal=request_principal(request), channel=channel, payload=payload, source="rest"
+                principal=principal_from_request(request), channel=channel, payload=payload, source="rest"
             )
         except UnicodeDecodeError:
             return error_response(protocol.ProtocolError("bad_request", "the body must be UTF-8 JSON"))
@@ -142,7 +127,7 @@ class ChannelHistoryApi(APIView):
             if not raw.isdigit() or not 1 <= int(raw) <= protocol.HISTORY_MAX_LIMIT:
                 raise protocol.ProtocolError("bad_request", f"limit must be 1..{protocol.HISTORY_MAX_LIMIT}")
             result = async_to_sync(services.channel_history)(
-                principal=request_principal(request), channel=channel, limit=int(raw)
+                principal=principal_from_request(request), channel=channel, limit=int(raw)
             )
         except protocol.ProtocolError as error:
             return error_response(error)
@@ -160,7 +145,9 @@ class ChannelPresenceApi(APIView):
     def get(self, request: Request, channel: str) -> Response:
         try:
             _channel(channel)
-            result = async_to_sync(services.channel_presence)(principal=request_principal(request), channel=channel)
+            result = async_to_sync(services.channel_presence)(
+                principal=principal_from_request(request), channel=channel
+            )
         except protocol.ProtocolError as error:
             return error_response(error)
         return Response(result)

@@ -9,19 +9,18 @@ instead of growing memory without bound.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-import secrets
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 
-from webconnect.authorization import Principal, connection_limiter, on_policy_change
+from webconnect.identity import Principal
+from webconnect.kernel import codes
+from webconnect.kernel.sessions import is_unavailable
 from webconnect.realtime import metrics, pipeline, protocol, services
 from webconnect.realtime.hub import get_hub
 from webconnect.realtime.selectors import NamespaceConfig
@@ -49,60 +48,48 @@ def _frames_out(kind: str) -> Any:
 class _Subscription:
     namespace: NamespaceConfig
     last_offset: int = 0
+    epoch: str = ""
     # While a subscribe is being answered, live frames wait here so that the
     # recovered ones go out first; None once live.
     pending: list[tuple[int, str]] | None = field(default_factory=list)
 
 
 class Connection:
-    def __init__(self, principal: Principal, send_text: SendText, close: Close) -> None:
-        self.id = secrets.token_hex(6)
-        self.admitted = True  # holds a place under the connection limits until released
+    """The /ws/ protocol of one socket; its lifecycle is the kernel's (RealtimeConsumer)."""
+
+    def __init__(self, principal: Principal, send_text: SendText, close: Close, id: str) -> None:
+        self.id = id
         self.principal = principal
         self._send_text = send_text
         self._close = close
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.REALTIME_QUEUE_SIZE)
         self.subscriptions: dict[str, _Subscription] = {}
         self.publish_namespaces: dict[str, NamespaceConfig] = {}  # authorized publish targets
-        self.last_seen = time.monotonic()
         self.closing = False
-        self._tasks: list[asyncio.Task[None]] = []
         self.ctx = pipeline.FrameContext(principal, self.id)
         self.identity = services.public_identity(principal)
+        self._writer_task = asyncio.get_running_loop().create_task(self._writer())
+        self._live = True
+        metrics.CONNECTIONS.inc()
 
     # --- Life cycle ------------------------------------------------------------------
 
-    def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._writer()), loop.create_task(self._heartbeat())]
-        _live.add(self)
-        metrics.CONNECTIONS.inc()
-
     async def stop(self) -> None:
         """Forget everything this connection holds; safe to call more than once."""
-        if self in _live:
-            _live.discard(self)
+        if self._live:
+            self._live = False
             metrics.CONNECTIONS.dec()
         self.closing = True
-        for task in self._tasks:
-            task.cancel()
-        self._tasks = []
+        self._writer_task.cancel()
         for channel in list(self.subscriptions):
             await self._drop_subscription(channel)
 
     async def terminate(self, code: int, reason: str) -> None:
+        """End the socket through the kernel (close notice, close code, clean-up)."""
         if self.closing:
             return
-        self.closing = True
         metrics.DISCONNECTS.labels(reason).inc()
-        # Daphne does not pass a close reason on to the peer, so the reason also
-        # travels in a last `close` frame, written past the (possibly full) queue.
-        with contextlib.suppress(Exception):
-            notice = protocol.encode("close", {"code": code, "reason": reason})
-            await asyncio.wait_for(self._send_text(notice), 1)
-        with contextlib.suppress(Exception):
-            await self._close(code, reason)
-        await self.stop()
+        await self._close(code, reason)
 
     async def _writer(self) -> None:
         while True:
@@ -112,20 +99,6 @@ class Connection:
             except Exception:
                 logger.debug("write to connection %s failed", self.id, exc_info=True)
                 return
-
-    async def _heartbeat(self) -> None:
-        interval = settings.REALTIME_HEARTBEAT_INTERVAL
-        idle = settings.REALTIME_IDLE_TIMEOUT
-        ping = protocol.encode("ping", None)
-        while True:
-            await asyncio.sleep(min(interval, idle))
-            if time.monotonic() - self.last_seen > idle:
-                metrics.ERRORS.labels("idle").inc()
-                await self.terminate(protocol.CLOSE_IDLE, "idle timeout")
-                return
-            self.send(ping, "ping")
-            # Keeps this socket's place under the connection limits from lapsing.
-            await connection_limiter().refresh(self.principal, self.id)
 
     # --- Output ---------------------------------------------------------------------------
 
@@ -143,7 +116,7 @@ class Connection:
         if self.closing:
             return
         metrics.ERRORS.labels("slow_consumer").inc()
-        asyncio.get_running_loop().create_task(self.terminate(protocol.CLOSE_SLOW_CONSUMER, "slow consumer"))
+        asyncio.get_running_loop().create_task(self.terminate(codes.SLOW_CONSUMER, "slow consumer"))
 
     def send_error(self, error: protocol.ProtocolError) -> None:
         metrics.ERRORS.labels(error.code).inc()
@@ -176,7 +149,6 @@ class Connection:
     async def receive(self, text: str | None, data: bytes | None) -> None:
         if self.closing:
             return
-        self.last_seen = time.monotonic()
         if text is None:
             metrics.FRAMES_IN.labels("binary").inc()
             self.send_error(protocol.ProtocolError("bad_request", "binary frames are not accepted: send JSON text"))
@@ -184,12 +156,13 @@ class Connection:
         limit = settings.REALTIME_MAX_FRAME_BYTES
         if len(text) > limit // 4 and len(text.encode()) > limit:
             metrics.ERRORS.labels("too_large").inc()
-            await self.terminate(protocol.CLOSE_TOO_LARGE, f"frame larger than {limit} bytes")
+            await self.terminate(codes.TOO_LARGE, f"frame larger than {limit} bytes")
             return
         started = time.perf_counter()
         kind = "invalid"
+        frame: protocol.Frame | None = None
         try:
-            frame: protocol.Frame | None = protocol.parse_frame(text)
+            frame = protocol.parse_frame(text)
             assert frame is not None
             kind = frame.type
             frame = await pipeline.run(self.ctx, frame)
@@ -197,7 +170,15 @@ class Connection:
                 await self._dispatch(frame)
         except protocol.ProtocolError as error:
             self.send_error(error)
-        except Exception:
+        except Exception as exc:
+            if is_unavailable(exc):
+                # Redis or the database is down: the client may retry (nothing was stored).
+                logger.warning("real-time frame refused, storage unavailable: %s", exc)
+                frame_id = frame.id if frame is not None else None
+                self.send_error(
+                    protocol.ProtocolError("unavailable", "storage unavailable: retry", id=frame_id, retry_after=1)
+                )
+                return
             logger.exception("real-time frame handling failed (connection %s)", self.id)
             self.send_error(protocol.ProtocolError("internal", "internal error"))
         finally:
@@ -282,6 +263,7 @@ class Connection:
         # No await from here on: ack, recovered messages and held live ones are queued in order.
         self.ack(frame, result)
         sub.last_offset = position.offset
+        sub.epoch = position.epoch
         for offset, text in recovered:
             if offset <= position.offset:
                 self.send(text, "message")
@@ -340,6 +322,26 @@ class Connection:
         result = await method(self.ctx, frame.payload)
         self.send(protocol.encode("response", result, id=frame.id, method=frame.method), "response")
 
+    # --- After a bus reconnect ------------------------------------------------------------
+
+    async def resync(self, channel: str) -> None:
+        """This process may have missed messages on `channel`: fill the gap from history or say so."""
+        sub = self.subscriptions.get(channel)
+        if sub is None or sub.pending is not None or self.closing:
+            return
+        recovery = await get_hub().recover(
+            channel, sub.namespace, protocol.Since(offset=sub.last_offset, epoch=sub.epoch)
+        )
+        if self.subscriptions.get(channel) is not sub:
+            return
+        for offset, text in recovery.messages:
+            self.deliver(channel, offset, text)
+        if not recovery.recovered:
+            position = recovery.position
+            sub.last_offset, sub.epoch = position.offset, position.epoch
+            payload = {"offset": position.offset, "epoch": position.epoch, "recovered": False}
+            self.send(protocol.encode("subscribed", payload, channel=channel), "subscribed")
+
     # --- Policy changes ---------------------------------------------------------------------
 
     async def recheck(self) -> None:
@@ -351,18 +353,3 @@ class Connection:
             except protocol.ProtocolError as error:
                 await self._drop_subscription(channel)
                 self.send_error(protocol.ProtocolError(error.code, f"subscription ended: {error.message}"))
-
-
-_live: weakref.WeakSet[Connection] = weakref.WeakSet()
-
-
-def live_connections() -> list[Connection]:
-    return list(_live)
-
-
-async def _recheck_all() -> None:
-    for connection in live_connections():
-        await connection.recheck()
-
-
-on_policy_change(_recheck_all)

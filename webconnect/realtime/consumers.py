@@ -1,95 +1,62 @@
-"""The /ws/ endpoint: a thin consumer that hands frames to its `Connection`."""
+"""The /ws/ endpoint: the session kernel's lifecycle around a real-time `Connection`."""
 
 from __future__ import annotations
 
-from typing import Any
+from django.conf import settings
 
-from channels.generic.websocket import AsyncWebsocketConsumer
-
-from webconnect.authorization import Principal, Resource, aauthorize, connection_limiter
-from webconnect.handshake import ConnectionAuth
+from webconnect.authorization import aauthorize
+from webconnect.identity import RateDecision, Resource
+from webconnect.kernel import codes
+from webconnect.kernel.sessions import Refusal, SessionConsumer
 from webconnect.realtime import protocol
 from webconnect.realtime.connection import Connection
 from webconnect.realtime.selectors import any_anonymous_namespace
 
 
-def user_group(user_id: Any) -> str:
-    return f"realtime-user-{user_id}"
-
-
-def token_group(token_id: Any) -> str:
-    return f"realtime-token-{token_id}"
-
-
-class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+class RealtimeConsumer(SessionConsumer):
+    endpoint = "ws"
     connection: Connection | None = None
-    control_groups: list[str]
 
-    async def connect(self) -> None:
-        auth: ConnectionAuth = self.scope["auth"]
-        principal = Principal(self.scope["user"], auth)
-        anonymous_ok = not principal.is_authenticated and await any_anonymous_namespace()
-        decision = await aauthorize(principal, "connect", Resource("Channel", "*", {"anonymous_read": anonymous_ok}))
+    async def session_authorize(self) -> None:
+        anonymous_ok = not self.principal.is_authenticated and await any_anonymous_namespace()
+        decision = await aauthorize(
+            self.principal, "connect", Resource("Channel", "*", {"anonymous_read": anonymous_ok})
+        )
         if not decision:
-            await self.close(code=protocol.CLOSE_UNAUTHORIZED)
-            return
-        # Rare control messages (sign-out, token revoked) reach every process through
-        # the channel layer; channel messages never do (see hub.py).
-        self.control_groups = []
-        if principal.is_authenticated:
-            self.control_groups.append(user_group(principal.user.pk))
-        if principal.auth.token_id is not None:
-            self.control_groups.append(token_group(principal.auth.token_id))
-        for group in self.control_groups:
-            await self.channel_layer.group_add(group, self.channel_name)
-        await self.accept()
-        self.connection = Connection(principal, self._send_text, self._close)
-        admitted = await connection_limiter().admit(principal, self.connection.id)
-        if not admitted.allowed:
-            # Accepted first so the client learns why (an error frame and a close
-            # code) instead of a bare HTTP 403 it would retry at once.
-            error = protocol.ProtocolError(
-                "rate_limited", f"too many open connections: {admitted.limit}", retry_after=admitted.retry_after
-            )
-            await self.send(text_data=protocol.encode_error(error))
-            self.connection.admitted = False
-            await self.connection.terminate(protocol.CLOSE_TOO_MANY_CONNECTIONS, "too many connections")
-            return
-        self.connection.start()
+            raise Refusal(codes.UNAUTHORIZED, decision.reason or "not allowed", before_accept=True)
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels runs close_old_connections() in its one shared sync thread before
-        # every handler; for each received frame that hop cost more than handling the
-        # frame and serialised all sockets behind one thread. Frame handling reaches
-        # the database only through database_sync_to_async, which does that clean-up.
-        if message["type"] == "websocket.receive":
-            await self.websocket_receive(message)
-            return
-        await super().dispatch(message)
+    async def session_opened(self) -> None:
+        self.connection = Connection(self.principal, self._send_text, self.end_session, self.session_id)
+
+    def idle_timeout(self) -> float | None:
+        return float(settings.REALTIME_IDLE_TIMEOUT)
 
     async def _send_text(self, text: str) -> None:
         await self.send(text_data=text)
 
-    async def _close(self, code: int, reason: str) -> None:
-        await self.close(code=code, reason=reason)
-
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+    async def session_receive(self, text: str | None, data: bytes | None) -> None:
         if self.connection is not None:
-            await self.connection.receive(text_data, bytes_data)
+            await self.connection.receive(text, data)
 
-    async def disconnect(self, code: int) -> None:
+    async def session_heartbeat(self) -> None:
+        if self.connection is not None:
+            self.connection.send(protocol.encode("ping", None), "ping")
+
+    async def session_notice(self, code: int, reason: str) -> None:
+        # The close reason itself does not reach clients through Daphne, so it also
+        # travels in a last `close` frame, written past the (possibly full) queue.
+        await self.send(text_data=protocol.encode("close", {"code": code, "reason": reason}))
+
+    async def session_refused(self, refusal: RateDecision) -> None:
+        error = protocol.ProtocolError(
+            "rate_limited", f"too many open connections: {refusal.limit}", retry_after=refusal.retry_after
+        )
+        await self.send(text_data=protocol.encode_error(error))
+
+    async def session_recheck(self) -> None:
+        if self.connection is not None:
+            await self.connection.recheck()
+
+    async def session_closed(self) -> None:
         if self.connection is not None:
             await self.connection.stop()
-            if self.connection.admitted:
-                await connection_limiter().release(self.connection.principal, self.connection.id)
-        for group in getattr(self, "control_groups", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
-
-    async def realtime_revoke(self, event: dict[str, Any]) -> None:
-        """Sign-out or token revocation: close if this connection authenticated that way."""
-        if self.connection is None:
-            return
-        methods = event.get("methods")
-        if methods and self.connection.principal.auth.method not in methods:
-            return
-        await self.connection.terminate(protocol.CLOSE_REVOKED, str(event.get("reason", "revoked")))

@@ -3,28 +3,23 @@
 A publish is appended to history (which assigns its offset) and the frame,
 encoded once, is handed to every local subscriber's bounded queue; no channel
 layer hop per subscriber. Between processes (services mode) the history's Lua
-script PUBLISHes the frame on Redis and each process's single pattern
-subscription hands it to its own local subscribers. Embedded mode has one
-process, so delivery is a direct call.
+script PUBLISHes the frame on Redis and the kernel's bus
+(webconnect.kernel.bus) hands it to this hub in every process. Embedded mode
+has one process, so delivery is a direct call.
 
-Trade-off of the pattern subscription: every process receives every channel's
-messages and drops those it has no subscribers for. That is one Redis
-subscription per process (nothing to add or remove per channel, no race
-between subscribing and the first message), at the cost of traffic that grows
-with the number of processes; per-channel SUBSCRIBE is the next step if that
-ever dominates.
+After the bus reconnects (a Redis restart), every local subscription fills the
+gap from history, or is told `recovered: false` (Connection.resync).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import secrets
 from typing import Any, Protocol
 
 from django.conf import settings
 
+from webconnect.kernel.bus import CHANNEL_MESSAGES, get_bus
 from webconnect.realtime import metrics, protocol
 from webconnect.realtime.history import MemoryHistory, Position, Recovery, RedisHistory
 from webconnect.realtime.presence import MemoryPresence, RedisPresence, process_ttl
@@ -37,77 +32,52 @@ class Subscriber(Protocol):
     def deliver(self, channel: str, offset: int, text: str) -> None:
         """Queue one encoded frame; must not block (offset 0: not a history message)."""
 
+    async def resync(self, channel: str) -> None:
+        """Messages on `channel` may have been missed: recover them."""
+
 
 class Hub:
     def __init__(self) -> None:
-        self.process_id = secrets.token_hex(6)
+        self.bus = get_bus()
+        self.process_id = self.bus.process_id
         self.local: dict[str, set[Subscriber]] = {}
         self._memory_history = MemoryHistory()
         self._memory_presence = MemoryPresence()
         self._redis: Any = None
-        self._redis_loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._subscribed = asyncio.Event()
+        self._keep_alive_task: asyncio.Task[None] | None = None
         self.history: MemoryHistory | RedisHistory = self._memory_history
         self.presence: MemoryPresence | RedisPresence = self._memory_presence
+        self.bus.on(CHANNEL_MESSAGES, self._on_bus_message)
+        self.bus.on_reconnect(self._resync_all)
 
     @property
     def distributed(self) -> bool:
-        return bool(settings.REDIS_URL)
+        return self.bus.distributed
 
     async def start(self) -> None:
-        """Connect to Redis once per event loop (services mode); a no-op when embedded."""
+        """Wait until this process receives channel messages (raises BusUnavailable after a timeout)."""
+        await self.bus.start()
         if not self.distributed:
             self.history, self.presence = self._memory_history, self._memory_presence
             return
-        loop = asyncio.get_running_loop()
-        if self._redis is not None and self._redis_loop is loop:
-            # Callers that arrive while the first one subscribes wait for it, so no
-            # publish goes out before this process listens for its own messages.
-            await self._subscribed.wait()
-            return
-        import redis.asyncio as aioredis
+        if self._redis is not self.bus.redis:
+            prefix = settings.REALTIME_REDIS_PREFIX
+            self._redis = self.bus.redis
+            self.history = RedisHistory(self._redis, prefix)
+            self.presence = RedisPresence(self._redis, prefix, self.process_id)
+            self._keep_alive_task = asyncio.get_running_loop().create_task(self._keep_alive())
 
-        prefix = settings.REALTIME_REDIS_PREFIX
-        self._subscribed = asyncio.Event()
-        self._redis = aioredis.Redis.from_url(settings.REDIS_URL)
-        self._redis_loop = loop
-        self.history = RedisHistory(self._redis, prefix)
-        self.presence = RedisPresence(self._redis, prefix, self.process_id)
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        subscribed = self._subscribed
-        try:
-            await pubsub.psubscribe(f"{prefix}:pub:*")
-        except BaseException:
-            # Redis unreachable: the next caller tries again; those waiting are released
-            # and fail on their own Redis call (a clear `internal` error, then retry).
-            self._redis = None
-            subscribed.set()
-            raise
-        self._tasks = [
-            loop.create_task(self._listen(pubsub, len(f"{prefix}:pub:"))),
-            loop.create_task(self._keep_alive()),
-        ]
-        self._subscribed.set()
+    def _on_bus_message(self, channel: str, data: bytes) -> None:
+        offset_text, _, text = data.decode().partition(" ")
+        self.deliver_local(channel, int(offset_text), text)
 
-    async def _listen(self, pubsub: Any, strip: int) -> None:
-        while True:
-            try:
-                message = await pubsub.get_message(timeout=None)
-                if message is None or message.get("type") != "pmessage":
-                    continue
-                channel = message["channel"][strip:].decode()
-                offset_text, _, text = message["data"].decode().partition(" ")
-                self.deliver_local(channel, int(offset_text), text)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Messages published while Redis is unreachable are lost live; clients
-                # recover them from history with `since` (offsets make the gap visible).
-                logger.exception("real-time hub: Redis subscription failed; retrying")
-                await asyncio.sleep(1)
-                with contextlib.suppress(Exception):
-                    await pubsub.psubscribe(f"{settings.REALTIME_REDIS_PREFIX}:pub:*")
+    async def _resync_all(self) -> None:
+        for channel, subscribers in list(self.local.items()):
+            for subscriber in tuple(subscribers):
+                try:
+                    await subscriber.resync(channel)
+                except Exception:
+                    logger.exception("real-time hub: resync of %s failed", channel)
 
     async def _keep_alive(self) -> None:
         while True:

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from webconnect.authorization import Principal
+from webconnect.identity import Principal
 from webconnect.realtime import protocol
 from webconnect.realtime.selectors import anamespace_get
 

@@ -30,18 +30,12 @@ ERROR_CODES = frozenset(
         "rate_limited",
         "limit_exceeded",
         "too_large",
+        "unavailable",
         "internal",
     }
 )
 
-# Close codes (RFC 6455 plus the 4000-4999 private range).
-CLOSE_TOO_LARGE = 1009
-CLOSE_UNSUPPORTED = 1003  # a binary frame on the JSON endpoint
-CLOSE_IDLE = 4000
-CLOSE_SLOW_CONSUMER = 4001
-CLOSE_REVOKED = 4002
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_TOO_MANY_CONNECTIONS = 4429  # a connection limit (per user or per IP) is reached
+# Close codes: webconnect.kernel.codes (the same on every endpoint).
 
 CHANNEL_MAX_LENGTH = 128
 # namespace "." name; the name may itself contain dots, colons, dashes, underscores.
