@@ -17,6 +17,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.db import DatabaseError
 
 from webconnect.identity import (
     ANONYMOUS_SCOPES,
@@ -99,7 +100,10 @@ class HandshakeAuthMiddleware:
         client_ip = client_ip_from_scope(scope)
         raw_token = bearer_token(scope)
         if raw_token is not None:
-            token = await _load_access_token(raw_token)
+            try:
+                token = await _load_access_token(raw_token)
+            except DatabaseError:
+                return await self._unavailable(scope, receive, send, client_ip)
             if token is None:
                 return await _reject(send)
             scope = dict(scope, user=token.user, auth=token_auth(token, client_ip))
@@ -110,7 +114,10 @@ class HandshakeAuthMiddleware:
         if ticket is not None:
             # Single use, short-lived and bound to the user it was issued to; like a
             # bearer token it is not ambient, so no Origin is needed and cookies are dropped.
-            found = await aticket_consume(ticket, client_ip=client_ip)
+            try:
+                found = await aticket_consume(ticket, client_ip=client_ip)
+            except DatabaseError:
+                return await self._unavailable(scope, receive, send, client_ip)
             if found is None:
                 return await _reject(send)
             user, auth = found
@@ -127,4 +134,17 @@ class HandshakeAuthMiddleware:
             user=AnonymousUser(),
             auth=ConnectionAuth(method="anonymous", scopes=ANONYMOUS_SCOPES, client_ip=client_ip),
         )
+        return await self.inner(scope, receive, send)
+
+    async def _unavailable(self, scope: dict[str, Any], receive: Any, send: Any, client_ip: str | None) -> Any:
+        # The credential could not be checked (the database is down): not a refusal.
+        # The consumer accepts and closes with 4503, so the client retries later
+        # instead of dropping a credential that may be valid.
+        scope = dict(
+            scope,
+            user=AnonymousUser(),
+            auth=ConnectionAuth(method="anonymous", scopes=frozenset(), client_ip=client_ip),
+            auth_unavailable=True,
+        )
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
         return await self.inner(scope, receive, send)

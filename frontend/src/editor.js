@@ -70,6 +70,11 @@ function start () {
       denied = 'Access to this document was revoked.'
       provider.shouldConnect = false
       editor.setEditable(false)
+    } else if (event.code === 4002) {
+      // Signed out (here or in another tab) or the credential ended: nothing to reconnect with.
+      denied = 'You were signed out. Sign in again to keep editing.'
+      provider.shouldConnect = false
+      editor.setEditable(false)
     } else if (event.code === 4509) {
       // Rights changed (e.g. editor -> viewer): reload to get the right mode.
       window.location.reload()

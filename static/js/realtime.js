@@ -77,8 +77,8 @@
       for (const [, waiter] of this.pending) waiter.reject(new Error("connection closed (" + event.code + ")"));
       this.pending.clear();
       if (this.onclose) this.onclose(event, this.closeReason);
-      // 4002 = credentials revoked, 4401 = refused: reconnecting would not help.
-      if (this.closedByUser || event.code === 4002 || event.code === 4401) return;
+      // 4002 credential ended, 4401/4403 refused, 4413 frame too large: reconnecting would not help.
+      if (this.closedByUser || [4002, 4401, 4403, 4413].includes(event.code)) return;
       this.reconnect();
     }
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from tests.realtime.conftest import bearer
 
@@ -258,11 +259,13 @@ async def test_a_binary_frame_gets_an_error_frame(alice: Any, open_ws: Callable[
 async def test_errors_are_counted_in_metrics(alice: Any, open_ws: Callable[..., Any], token_for: Any) -> None:
     from prometheus_client import REGISTRY
 
-    before = REGISTRY.get_sample_value("webconnect_realtime_errors_total", {"code": "bad_request"}) or 0
+    before = (
+        await sync_to_async(REGISTRY.get_sample_value)("webconnect_realtime_errors_total", {"code": "bad_request"}) or 0
+    )
     a = await open_ws(bearer(await token_for("alice")))
     await a.send_raw("{")
     await a.recv()
-    after = REGISTRY.get_sample_value("webconnect_realtime_errors_total", {"code": "bad_request"})
+    after = await sample("webconnect_realtime_errors_total", {"code": "bad_request"})
     assert after == before + 1
 
 

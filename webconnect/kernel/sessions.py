@@ -113,6 +113,8 @@ class SessionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         try:
             if startup.shutting_down:
                 raise Refusal(codes.GOING_AWAY, "server restarting: reconnect")
+            if self.scope.get("auth_unavailable"):
+                raise Refusal(codes.UNAVAILABLE, "storage unavailable: reconnect and retry")
             await startup.ensure_started()
             await self.session_authorize()
         except Refusal as refusal:
