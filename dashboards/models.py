@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from dashboards import paths
+from dashboards.validation import widget_problems
 
 
 class Dashboard(models.Model):
@@ -87,7 +88,6 @@ class Widget(models.Model):
         return int(window) if isinstance(window, int) and 10 <= window <= 31 * 86400 else 300
 
     def clean(self) -> None:
-        from dashboards.validation import widget_problems
 
         problems = widget_problems(
             kind=self.kind, channel=self.channel, value_paths=self.value_paths, options=self.options

@@ -16,6 +16,12 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
+from webconnect.jobs.models import JobRun
+from webconnect.models import Namespace
+from webconnect.realtime import metrics
+from webconnect.realtime.hub import get_hub
+from webconnect.realtime.selectors import anamespace_get, namespace_cache_clear
+
 logger = logging.getLogger(__name__)
 
 OPS_CHANNEL = "sys.ops"
@@ -41,8 +47,6 @@ NAMESPACES = {
 
 
 def ensure_namespaces() -> None:
-    from webconnect.models import Namespace
-    from webconnect.realtime.selectors import namespace_cache_clear
 
     created = False
     for name, values in NAMESPACES.items():
@@ -53,7 +57,6 @@ def ensure_namespaces() -> None:
 
 def _collectors() -> list[Any]:
     """The metric objects the figures come from (not the whole registry: some of its collectors query the DB)."""
-    from webconnect.realtime import metrics
 
     found: list[Any] = [
         metrics.CONNECTIONS,
@@ -152,7 +155,6 @@ def figures(now: dict[Any, float], before: dict[Any, float], seconds: float) -> 
 
 def health() -> dict[str, Any]:
     """Database round trip, Celery queue length and the latest job results (sync; a worker thread)."""
-    from webconnect.jobs.models import JobRun
 
     result: dict[str, Any] = {}
     started = time.perf_counter()
@@ -191,8 +193,6 @@ async def redis_health(redis: Any) -> dict[str, Any]:
 
 async def run(interval: float | None = None) -> None:
     """Publish this process's figures on `sys.ops` every `interval` seconds, until cancelled."""
-    from webconnect.realtime.hub import get_hub
-    from webconnect.realtime.selectors import anamespace_get
 
     interval = interval or getattr(settings, "DASHBOARDS_OPS_INTERVAL_MS", 1000) / 1000
     hub = get_hub()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dashboards import paths
+from webconnect.realtime.protocol import valid_channel
 
 KINDS = ("line", "gauge", "stat", "bar", "table", "log")
 # Kinds that draw numbers need at least one value path; a log shows whole messages.
@@ -14,7 +15,6 @@ OPTION_KEYS = {"unit", "decimals", "min", "max", "thresholds", "colors", "window
 
 
 def channel_problem(channel: object) -> str:
-    from webconnect.realtime.protocol import valid_channel
 
     if not valid_channel(channel):
         return "invalid channel name: namespace.name, letters, digits and ._-: only"

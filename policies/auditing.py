@@ -15,6 +15,8 @@ from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 
+from webconnect.audit import audit_record
+
 logger = logging.getLogger(__name__)
 
 AUDIT_LOCK_TIMEOUT = "200ms"
@@ -22,7 +24,6 @@ AUDIT_LOCK_TIMEOUT = "200ms"
 
 def audit_without_waiting(**fields: Any) -> bool:
     """audit_record(**fields); False when the chain was busy or the database failed."""
-    from webconnect.audit import audit_record
 
     postgres = connection.vendor == "postgresql"
     try:

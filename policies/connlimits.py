@@ -19,6 +19,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from policies.models import ConnectionLimitPolicy
 from webconnect.authorization import ConnectionLimiter
 from webconnect.identity import Principal, RateDecision
 
@@ -68,7 +69,6 @@ class PolicyConnectionLimiter(ConnectionLimiter):
     # --- rules ------------------------------------------------------------------
 
     def _load_rules(self) -> tuple[Rule, ...]:
-        from policies.models import ConnectionLimitPolicy
 
         return tuple(
             Rule(name, scope, limit, role_id)

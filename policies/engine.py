@@ -16,15 +16,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
 from policies import cedar, metrics, selectors
-
-if TYPE_CHECKING:
-    from webconnect.identity import Decision, Principal, Resource
+from policies.auditing import audit_without_waiting
+from webconnect.identity import Decision, Principal, Resource
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +174,6 @@ def evaluate(
     strict: bool = False,
 ) -> Decision:
     """Evaluate without the decision cache (the simulator: without auditing, strict about the schema)."""
-    from webconnect.identity import Decision
 
     request = cedar.build_request(
         user=principal.user,
@@ -240,8 +238,6 @@ def _record_denial(principal: Principal, action: str, resource: Resource, decisi
     suppressed_for_actor = int(budget[2])
     budget[2] = 0
     try:
-        from policies.auditing import audit_without_waiting
-
         audit_without_waiting(
             action="policy.denied",
             outcome="denied",

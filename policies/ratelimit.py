@@ -35,6 +35,7 @@ from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter, RateLimiter, SlidingWindowCounterRateLimiter
 
 from policies import engine, metrics, selectors
+from policies.auditing import audit_without_waiting
 from policies.limitspec import parse_limits
 from webconnect.identity import Principal, RateDecision, Resource
 
@@ -254,7 +255,6 @@ async def _record_hit(
     budget[1] += 1
     if budget[1] > _AUDIT_EVENTS_PER_ACTOR:
         return
-    from policies.auditing import audit_without_waiting
 
     try:
         await sync_to_async(audit_without_waiting, thread_sensitive=False)(

@@ -25,6 +25,7 @@ from django.utils.module_loading import import_string
 from webconnect.identity import Principal
 from webconnect.realtime import protocol
 from webconnect.realtime.selectors import anamespace_get
+from webconnect.realtime.services import check_payload_schema
 
 logger = logging.getLogger("webconnect.realtime.tap")
 
@@ -47,8 +48,6 @@ async def validate_payload(ctx: FrameContext, frame: protocol.Frame) -> protocol
     if frame.type == "publish" and frame.encoding == "json" and frame.channel:
         namespace = await anamespace_get(protocol.namespace_of(frame.channel))
         if namespace is not None:
-            from webconnect.realtime.services import check_payload_schema
-
             check_payload_schema(namespace, frame.payload, id=frame.id)
     return frame
 
