@@ -137,12 +137,21 @@ def request_client_ip(request: Any) -> str | None:
 # --- Access tokens ------------------------------------------------------------------------
 
 
-def access_token_lookup(raw: str, *, include_expired: bool = False) -> Any:
-    """The stored OAuth2 access token for a raw bearer value, or None (unknown, expired, inactive user)."""
+def token_checksum(raw: str) -> str:
+    """How django-oauth-toolkit stores a token (hashed tokens, RFC 9700 settings)."""
+    return hashlib.sha256(raw.strip().encode()).hexdigest()
+
+
+def stored_access_token(raw: str) -> Any:
+    """The stored access token row for a raw bearer value, whatever its state, or None."""
     from oauth2_provider.models import get_access_token_model  # the model registry is not ready at import
 
-    checksum = hashlib.sha256(raw.strip().encode()).hexdigest()
-    token = get_access_token_model().objects.select_related("user").filter(token_checksum=checksum).first()
+    return get_access_token_model().objects.select_related("user").filter(token_checksum=token_checksum(raw)).first()
+
+
+def access_token_lookup(raw: str, *, include_expired: bool = False) -> Any:
+    """The access token a caller may act with, or None (unknown, expired, inactive user)."""
+    token = stored_access_token(raw)
     if token is None or token.user is None or not token.user.is_active:
         return None
     if not include_expired and token.expires <= timezone.now():

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.models import get_refresh_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator as BaseValidator
 
 from webconnect.audit import audit_record
+from webconnect.identity import stored_access_token, token_checksum
 
 
 class OAuth2Validator(BaseValidator):  # type: ignore[misc]
@@ -45,11 +45,12 @@ class OAuth2Validator(BaseValidator):  # type: ignore[misc]
 
 
 def _token_owner(token: str) -> tuple[Any, str, int] | None:
-    checksum = hashlib.sha256(token.encode()).hexdigest()
-    access = get_access_token_model().objects.filter(token_checksum=checksum).select_related("user").first()
+    access = stored_access_token(token)
     if access is not None:
         return access.user, "access_token", access.pk
-    refresh = get_refresh_token_model().objects.filter(token_checksum=checksum).select_related("user").first()
+    refresh = (
+        get_refresh_token_model().objects.filter(token_checksum=token_checksum(token)).select_related("user").first()
+    )
     if refresh is not None:
         return refresh.user, "refresh_token", refresh.pk
     return None
