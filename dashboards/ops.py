@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
@@ -179,9 +180,20 @@ def health() -> dict[str, Any]:
     return result
 
 
+def filesystem_queue_length() -> int | None:
+    """Messages waiting in the development (filesystem) broker: one file each in its folder."""
+    folder = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}).get("data_folder_in")
+    if not folder or not str(settings.CELERY_BROKER_URL).startswith("filesystem://"):
+        return None
+    try:
+        return sum(1 for entry in os.scandir(folder) if entry.is_file() and entry.name.endswith(".msg"))
+    except OSError:
+        return None
+
+
 async def redis_health(redis: Any) -> dict[str, Any]:
     if redis is None:
-        return {"redis": {"ok": None}, "celery_queue": None}
+        return {"redis": {"ok": None}, "celery_queue": filesystem_queue_length()}
     started = time.perf_counter()
     try:
         await redis.ping()

@@ -78,8 +78,8 @@ class Bus:
 
     # --- Start and readiness ----------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Bind to the running loop and (services mode) subscribe; waits until subscribed."""
+    async def start(self, *, wait: bool = True) -> None:
+        """Bind to the running loop and (services mode) subscribe; `wait`: until subscribed."""
         loop = asyncio.get_running_loop()
         if self.loop is not loop:
             self.loop = loop
@@ -94,7 +94,8 @@ class Bus:
                 self._listener = loop.create_task(self._listen(self.redis, self._ready), context=contextvars.Context())
             else:
                 self._ready.set()
-        await self.wait_ready()
+        if wait:
+            await self.wait_ready()
 
     @property
     def ready(self) -> bool:

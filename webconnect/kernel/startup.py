@@ -68,8 +68,12 @@ def _finished(task: asyncio.Task[Any]) -> None:
 
 
 async def ensure_started() -> None:
-    """Bind the bus to this loop (sessions call this; it is cheap once done)."""
-    await get_bus().start()
+    """Bind the bus to this loop (sessions call this; cheap once done).
+
+    It does not wait for Redis: a socket opens while Redis is down, and what
+    needs the bus answers `unavailable` (or, for documents, closes 4503).
+    """
+    await get_bus().start(wait=False)
 
 
 def start_background(loop: asyncio.AbstractEventLoop) -> bool:

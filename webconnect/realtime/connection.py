@@ -238,7 +238,7 @@ class Connection:
             )
         namespace = await services.check_channel_action(self.principal, "subscribe", channel, id=frame.id)
         hub = get_hub()
-        await hub.start()
+        await hub.start(wait=True)  # acknowledged only once this process receives the channel
         sub = self.subscriptions[channel] = _Subscription(namespace)
         # Register first, then read history: whatever is published in between is
         # held in `pending` and de-duplicated by offset, so the seam has no gap.

@@ -54,9 +54,14 @@ class Hub:
     def distributed(self) -> bool:
         return self.bus.distributed
 
-    async def start(self) -> None:
-        """Wait until this process receives channel messages (raises BusUnavailable after a timeout)."""
-        await self.bus.start()
+    async def start(self, *, wait: bool = False) -> None:
+        """Bind to the bus; `wait`: until this process receives channel messages (BusUnavailable after a timeout).
+
+        Only a subscribe waits (its ack promises live delivery); a publish or a
+        history read during a reconnect just talks to Redis, and what this
+        process missed live is filled in when the bus is back.
+        """
+        await self.bus.start(wait=wait)
         if not self.distributed:
             self.history, self.presence = self._memory_history, self._memory_presence
             return
