@@ -51,7 +51,6 @@ if os.environ.get("WEBCONNECT_TEST_DATABASE_NAME"):
     DATABASES["default"]["NAME"] = os.environ["WEBCONNECT_TEST_DATABASE_NAME"]
 if REDIS_URL:
     # Keys of this run never meet another run's (or production's) on a shared Redis.
-    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"asgi-test-{_RUN}"  # noqa: F405
     CACHES["default"]["KEY_PREFIX"] = f"test-{_RUN}"  # noqa: F405
     REALTIME_REDIS_PREFIX = f"webconnect-test-{_RUN}:rt"
     RATE_LIMIT_KEY_PREFIX = f"webconnect-test-{_RUN}"

@@ -133,24 +133,14 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# No Channels layer: sockets and processes talk over the session kernel's bus
+# (webconnect/kernel/bus.py), so consumers register no layer channel at all.
 if REDIS_URL:
-    CHANNEL_LAYERS: dict[str, Any] = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": envint("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)},
-        }
-    }
     CACHES: dict[str, Any] = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
     }
     RATE_LIMIT_STORAGE_URI = envstr("RATE_LIMIT_STORAGE_URI", REDIS_URL)
 else:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
-            "CONFIG": {"capacity": envint("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)},
-        }
-    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     RATE_LIMIT_STORAGE_URI = envstr("RATE_LIMIT_STORAGE_URI", "memory://")
 

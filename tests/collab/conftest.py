@@ -14,14 +14,3 @@ def _stop_collab_log_writers(django_db_setup: Any) -> Iterator[None]:
     from collab import rooms
 
     rooms.shutdown_log_writers()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_channel_layer() -> Iterator[None]:
-    """Each test runs its own event loop; channels_redis binds locks and connections to the
-    loop that first used them, so every test gets a new layer instance."""
-    from channels.layers import channel_layers
-
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
