@@ -13,6 +13,10 @@ class JobsConfig(AppConfig):
 
         from webconnect.jobs import builtin, metrics  # noqa: F401  (registers the built-in jobs and the collector)
 
+        # The real-time layer's retention jobs (and the embedded server's history pruning).
+        # This belongs in WebconnectConfig.ready() with the other real-time imports.
+        from webconnect.realtime import jobs as realtime_jobs  # noqa: F401
+
         post_migrate.connect(_create_schedules, sender=self)
 
 
