@@ -318,7 +318,7 @@ def _table_html(text: str) -> str:
     # Raw HTML and images stay off: the export must not carry markup the editor never showed,
     # and markdown-it's link check already refuses javascript: and data: links.
     renderer = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"]).disable("image")
-    return renderer.render(text).strip()
+    return str(renderer.render(text)).strip()
 
 
 _CLOSING_MARKS = {"strong_close": "bold", "em_close": "italic", "s_close": "strike", "link_close": "link"}
