@@ -94,6 +94,18 @@ def test_a_table_is_imported_as_an_aligned_table_block_and_exported_as_a_table(a
     assert alice_client.get(reverse("collab:export", args=[again.pk, "json"])).json() == tree
 
 
+def test_the_imported_documents_version_times_name_their_time_zone(alice_client: Client) -> None:
+    import re
+
+    document = import_file(alice_client, "roster.md", TABLE_MD)
+    alice_client.post(reverse("collab:history", args=[document.pk]), {"name": "as imported"})
+    history = alice_client.get(reverse("collab:history", args=[document.pk])).content.decode()
+    assert re.search(r">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</time>", history), history
+    version = document.versions.get(name="as imported")
+    preview = alice_client.get(reverse("collab:version", args=[document.pk, version.pk])).content.decode()
+    assert re.search(r"Read-only preview, \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", preview)
+
+
 def test_a_table_inside_a_quote_and_wide_characters_line_up() -> None:
     from pycrdt import Doc, XmlFragment
 
