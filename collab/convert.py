@@ -8,6 +8,9 @@ runs whose formatting attributes are the marks (bold, italic, code, link...).
 from __future__ import annotations
 
 import html
+import itertools
+import unicodedata
+from dataclasses import dataclass
 from typing import Any
 
 from markdown_it import MarkdownIt
@@ -98,6 +101,10 @@ def _block_md(node: dict[str, Any], indent: str) -> str:
         return indent + _inline_md(content)
     if kind == "heading":
         return indent + "#" * int(attrs.get("level", 1)) + " " + _inline_md(content)
+    if kind == "codeBlock" and attrs.get("language") == TABLE_LANGUAGE:
+        # An imported table: written back as the table it was.
+        code = "".join(child.get("text", "") for child in content)
+        return "\n".join(indent + line for line in code.split("\n"))
     if kind == "codeBlock":
         code = "".join(child.get("text", "") for child in content)
         fence = indent + "```" + str(attrs.get("language") or "")
@@ -160,6 +167,8 @@ def _block_html(node: dict[str, Any]) -> str:
     if kind == "heading":
         level = min(max(int(attrs.get("level", 1)), 1), 6)
         return f"<h{level}>{_inline_html(content)}</h{level}>"
+    if kind == "codeBlock" and attrs.get("language") == TABLE_LANGUAGE:
+        return _table_html("".join(child.get("text", "") for child in content))
     if kind == "codeBlock":
         return "<pre><code>" + html.escape("".join(child.get("text", "") for child in content)) + "</code></pre>"
     if kind == "blockquote":
@@ -185,13 +194,38 @@ _BLOCK_TAGS = {
 }
 
 
+def _parser() -> MarkdownIt:
+    return MarkdownIt("commonmark").enable(["strikethrough", "table"])
+
+
+def markdown_title(source: str) -> str | None:
+    """The text of the first level-1 heading (`# Title` or `Title` underlined with `===`), if any."""
+    tokens = _parser().parse(source)
+    for token, following in itertools.pairwise(tokens):
+        if token.type == "heading_open" and token.tag == "h1" and following.type == "inline":
+            text = "".join(child.content for child in following.children or [] if child.type in {"text", "code_inline"})
+            title = " ".join(text.split())[:200]
+            if title:
+                return title
+    return None
+
+
 def markdown_into(fragment: XmlFragment, source: str) -> None:
     """Append the Markdown `source` to `fragment` as Tiptap nodes (the fragment must be in a Doc)."""
-    tokens = MarkdownIt("commonmark").enable("strikethrough").parse(source)
+    tokens = _parser().parse(source)
     stack: list[Any] = [fragment]
-    for token in tokens:
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
         parent = stack[-1]
-        if token.type in _BLOCK_TAGS:
+        index += 1
+        if token.type == "table_open":
+            rows, index = _table_rows(tokens, index)
+            element = parent.children.append(XmlElement("codeBlock"))
+            element.attributes["language"] = TABLE_LANGUAGE
+            text = element.children.append(XmlText())
+            text.insert(0, _table_text(rows))
+        elif token.type in _BLOCK_TAGS:
             element = parent.children.append(XmlElement(_BLOCK_TAGS[token.type]))
             if token.type == "heading_open":
                 element.attributes["level"] = int(token.tag[1])
@@ -211,6 +245,80 @@ def markdown_into(fragment: XmlFragment, source: str) -> None:
             parent.children.append(XmlElement("horizontalRule"))
         elif token.type == "inline":
             _inline_into(parent, token.children or [])
+
+
+# --- Tables -----------------------------------------------------------------------------------
+#
+# The editor (Tiptap's StarterKit) has no table nodes, so an imported table becomes a code block
+# with language "table" holding the table re-aligned in monospace: readable and editable in the
+# editor, and exported back as a Markdown table (and as an HTML <table>).
+
+TABLE_LANGUAGE = "table"
+_ALIGN = {"text-align:left": "left", "text-align:center": "center", "text-align:right": "right"}
+
+
+@dataclass
+class _Cell:
+    text: str
+    align: str | None
+
+
+def _table_rows(tokens: list[Any], index: int) -> tuple[list[list[_Cell]], int]:
+    """The rows (header first) of the table whose `table_open` precedes `index`, and the index after it."""
+    rows: list[list[_Cell]] = []
+    align: str | None = None
+    while index < len(tokens):
+        token = tokens[index]
+        index += 1
+        if token.type == "table_close":
+            break
+        if token.type == "tr_open":
+            rows.append([])
+        elif token.type in {"th_open", "td_open"}:
+            align = _ALIGN.get(str(token.attrGet("style") or ""))
+        elif token.type == "inline" and rows:
+            # The cell's own Markdown, with its pipes escaped again so the table still parses.
+            rows[-1].append(_Cell(token.content.strip().replace("|", "\\|"), align))
+    return rows, index
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def _table_text(rows: list[list[_Cell]]) -> str:
+    if not rows:
+        return ""
+    columns = max(len(row) for row in rows)
+    rows = [row + [_Cell("", None)] * (columns - len(row)) for row in rows]
+    widths = [max(3, *(_width(row[col].text) for row in rows)) for col in range(columns)]
+    aligns = [rows[0][col].align for col in range(columns)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    def pad(cell: _Cell, width: int, align: str | None) -> str:
+        space = width - _width(cell.text)
+        if align == "right":
+            return " " * space + cell.text
+        if align == "center":
+            return " " * (space // 2) + cell.text + " " * (space - space // 2)
+        return cell.text + " " * space
+
+    rule = []
+    for width, align in zip(widths, aligns, strict=True):
+        left = ":" if align in {"left", "center"} else "-"
+        right = ":" if align in {"right", "center"} else "-"
+        rule.append(left + "-" * (width - 2) + right)
+    body = [line([pad(cell, widths[col], aligns[col]) for col, cell in enumerate(row)]) for row in rows]
+    return "\n".join([body[0], line(rule), *body[1:]])
+
+
+def _table_html(text: str) -> str:
+    # Raw HTML and images stay off: the export must not carry markup the editor never showed,
+    # and markdown-it's link check already refuses javascript: and data: links.
+    renderer = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"]).disable("image")
+    return str(renderer.render(text)).strip()
 
 
 _CLOSING_MARKS = {"strong_close": "bold", "em_close": "italic", "s_close": "strike", "link_close": "link"}

@@ -100,7 +100,7 @@ def document_import(request: HttpRequest) -> HttpResponse:
         messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
         return redirect("collab:list")
     upload = form.cleaned_data["file"]
-    title = (upload.name or "Imported").rsplit(".", 1)[0]
+    title = convert.markdown_title(upload.text) or (upload.name or "Imported").rsplit(".", 1)[0]
     document = services.document_create(
         owner=request.user, title=title, initial=lambda fragment: convert.markdown_into(fragment, upload.text)
     )

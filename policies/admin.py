@@ -9,16 +9,16 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from policies import services
-from policies.forms import ImportForm, SimulatorForm
+from policies import authoring, services
+from policies.forms import ImportForm, PolicyTextWidget, SimulatorForm
 from policies.models import AccessPolicy, AccessPolicyVersion, ConnectionLimitPolicy, RateLimitPolicy, ShareGrant
-from policies.simulator import SimulationError, principal_for, simulate
+from policies.simulator import SimulationError, principal_for, resolve_usernames, simulate
 
 
 @admin.register(AccessPolicy)
@@ -27,17 +27,42 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
     list_filter = ["enabled", "is_template"]
     search_fields = ["name", "description", "text"]
     list_select_related = ["updated_by"]
-    readonly_fields = ["is_template", "created_at", "created_by", "updated_at", "updated_by", "history"]
+    readonly_fields = [
+        "principals",
+        "is_template",
+        "created_at",
+        "created_by",
+        "updated_at",
+        "updated_by",
+        "history",
+    ]
     fields = ["name", "description", "enabled", "text", *readonly_fields]
     change_list_template = "admin/policies/accesspolicy/change_list.html"
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "text":
+            kwargs["widget"] = PolicyTextWidget(search_url=reverse("admin:policies_principal_search"))
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         if db_field.name == "text" and field is not None:
             field.widget.attrs.update(
                 {"rows": 8, "cols": 100, "style": "font-family: monospace", "spellcheck": "false"}
             )
         return field
+
+    @admin.display(description="principals named")
+    def principals(self, obj: AccessPolicy) -> str:
+        named = authoring.principals_named(obj.text or "")
+        if not named:
+            return "-"
+        return format_html_join(
+            "", '<div class="named-principal"><code>{}</code> is {}</div>', ((uid, who) for uid, who in named)
+        )
+
+    def principal_search_view(self, request: HttpRequest) -> HttpResponse:
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            return JsonResponse({"results": []}, status=403)
+        choices = authoring.principal_search(request.GET.get("q", ""))
+        return JsonResponse({"results": [choice.as_json() for choice in choices]})
 
     @admin.display(description="versions")
     def history(self, obj: AccessPolicy) -> str:
@@ -63,6 +88,9 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
     def get_urls(self) -> list[URLPattern]:
         own = [
             path("simulator/", self.admin_site.admin_view(self.simulator_view), name="policies_simulator"),
+            path(
+                "principals/", self.admin_site.admin_view(self.principal_search_view), name="policies_principal_search"
+            ),
             path("export/", self.admin_site.admin_view(self.export_view), name="policies_export"),
             path("import/", self.admin_site.admin_view(self.import_view), name="policies_import"),
         ]
@@ -79,6 +107,7 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
                 principal = principal_for(
                     username=data["username"], token=data["token"], client_ip=data["client_ip"] or None
                 )
+                resolve_usernames(data["resource_type"], data["resource_id"], data["attrs"])  # a form error if not
                 result = simulate(
                     principal=principal,
                     action=data["action"],

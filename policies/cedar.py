@@ -20,7 +20,7 @@ from typing import Any
 
 import cedarpy
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.cedarschema"
 ANONYMOUS_ID = "anonymous"
 UNKNOWN_IP = "0.0.0.0"  # noqa: S104  (a value for "unknown", never bound to)
@@ -114,6 +114,25 @@ def parse_one(source: PolicySource) -> tuple[Any, bool, list[PolicyError]]:
     return parsed, bool(templates), []
 
 
+# Validation says "attribute `username` on entity type `Anonymous` not found"; evaluation says
+# "`Anonymous::"anonymous"` does not have the attribute `username`". Either way the policy
+# reads a User attribute without first making sure the principal is a User.
+_ANONYMOUS_ATTRIBUTE = re.compile(
+    r"attribute `[^`]*` on entity type `Anonymous` not found|`Anonymous::\"[^\"]*\"` does not have the attribute"
+)
+ANONYMOUS_HINT = (
+    "a principal can be Anonymous, which has no attributes: test `principal is User` first, "
+    'e.g. `principal is User && principal.username == "bob"`'
+)
+
+
+def with_hint(message: str) -> str:
+    """Cedar's message, plus how to fix it when it is the classic "attribute on Anonymous" mistake."""
+    if _ANONYMOUS_ATTRIBUTE.search(message) and ANONYMOUS_HINT not in message:
+        return f"{message} ({ANONYMOUS_HINT})"
+    return message
+
+
 def check_policies(sources: Sequence[PolicySource], links: Iterable[Link] = ()) -> list[PolicyError]:
     """Every error in a whole policy set (syntax, duplicates, schema, links), per policy name."""
     errors: list[PolicyError] = []
@@ -136,7 +155,7 @@ def check_policies(sources: Sequence[PolicySource], links: Iterable[Link] = ()) 
     for error in result.errors:
         name = names.get(error.policy_id, error.policy_id)
         message = error.error.replace(f"for policy `{error.policy_id}`, ", "")
-        errors.append(PolicyError(name, message))
+        errors.append(PolicyError(name, with_hint(message)))
     if not errors:
         try:
             build_policy_set(good, links)
@@ -200,9 +219,10 @@ def principal_entity(user: Any, roles: Iterable[str]) -> tuple[dict[str, str], l
         uid = _uid("Anonymous", ANONYMOUS_ID)
         return uid, [{"uid": uid, "attrs": {}, "parents": []}]
     uid = _uid("User", user.pk)
+    roles = sorted(roles)
     entity = {
         "uid": uid,
-        "attrs": {"username": user.get_username(), "is_staff": bool(user.is_staff)},
+        "attrs": {"username": user.get_username(), "is_staff": bool(user.is_staff), "groups": roles},
         "parents": [_uid("Role", role) for role in roles],
     }
     return uid, [entity]
@@ -310,4 +330,4 @@ def evaluate(policy_set: Any, request: CedarRequest, *, strict: bool = False) ->
     policies = tuple(
         reason if reason.startswith(LINK_PREFIX) else names.get(reason, reason) for reason in diagnostics.reasons
     )
-    return Outcome(result.allowed, policies, tuple(str(error) for error in diagnostics.errors))
+    return Outcome(result.allowed, policies, tuple(with_hint(str(error)) for error in diagnostics.errors))

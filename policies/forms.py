@@ -8,8 +8,26 @@ from django import forms
 from policies import cedar
 
 
+class PolicyTextWidget(forms.Textarea):
+    """The policy text, with a picker that searches users and groups and inserts them at the cursor."""
+
+    template_name = "policies/widgets/policy_text.html"
+
+    def __init__(self, *, search_url: str, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__({"class": "vLargeTextField", **(attrs or {})})
+        self.search_url = search_url
+
+    def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
+        context = super().get_context(name, value, attrs)
+        context["widget"]["search_url"] = self.search_url
+        return context
+
+
 class SimulatorForm(forms.Form):
-    username = forms.CharField(required=False, help_text="Acting as this user in a browser session.")
+    username = forms.CharField(
+        required=False,
+        help_text='Acting as this user in a browser session: a username (or User::"3", or an id).',
+    )
     token = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=True),
@@ -17,11 +35,16 @@ class SimulatorForm(forms.Form):
     )
     action = forms.ChoiceField(choices=[(a, a) for a in cedar.ACTIONS])
     resource_type = forms.ChoiceField(choices=[(t, t) for t in cedar.RESOURCE_TYPES])
-    resource_id = forms.CharField(help_text="A channel name (chat.lobby), a document or dashboard id.")
+    resource_id = forms.CharField(
+        help_text="A channel name (chat.lobby; user.bob is bob's personal channel), a document or dashboard id."
+    )
     attrs = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text='Resource attributes as JSON, e.g. {"owner_id": 3, "editor_ids": [5]}.',
+        help_text=(
+            "Resource attributes as JSON; a user by username or id, "
+            'e.g. {"owner_id": "alice", "editor_ids": [5, "bob"]}.'
+        ),
     )
     client_ip = forms.GenericIPAddressField(required=False, label="Client IP")
     at = forms.DateTimeField(required=False, label="Time (UTC)", help_text="YYYY-MM-DD HH:MM; empty = now.")

@@ -8,6 +8,7 @@ denial is not an event).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,10 +37,57 @@ class Simulation:
     decision: Decision
     principal: str
     version: int
+    resource: str = ""  # the resource as evaluated (usernames resolved), e.g. Channel::"user.3"
+
+
+_USER_UID = re.compile(r'^User::"(\d+)"$')
+USER_ID_ATTRS = ("owner_id", "editor_ids", "viewer_ids")
+
+
+def user_lookup(value: str) -> Any | None:
+    """The user a simulator field names: a username, `User::"<id>"`, or (if no one has that username) an id."""
+    value = value.strip()
+    users = get_user_model().objects
+    if match := _USER_UID.match(value):
+        return users.filter(pk=int(match.group(1))).first()
+    user = users.filter(username=value).first()
+    if user is None and value.isdigit():
+        user = users.filter(pk=int(value)).first()
+    return user
+
+
+def _user_id(value: Any, where: str) -> Any:
+    if isinstance(value, int) or not isinstance(value, str):
+        return value  # an id already (or a malformed value, which the request builder reports)
+    user = user_lookup(value)
+    if user is None and value.strip().isdigit():
+        return value.strip()  # an id nobody has (yet): still worth simulating
+    if user is None:
+        raise SimulationError(f"no user named {value!r} ({where})")
+    return user.pk
+
+
+def resolve_usernames(resource_type: str, resource_id: str, attrs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Usernames where the platform passes user ids, turned into ids: in `owner_id`,
+    `editor_ids` and `viewer_ids`, and in a personal channel's name (`user.bob` is `user.<bob's id>`)."""
+    resolved = dict(attrs)
+    for key in USER_ID_ATTRS:
+        if key not in resolved:
+            continue
+        value = resolved[key]
+        if key.endswith("_ids") and isinstance(value, list):
+            resolved[key] = [_user_id(item, f"in {key}") for item in value]
+        else:
+            resolved[key] = _user_id(value, key)
+    if resource_type == "Channel" and resource_id.startswith("user.") and not resource_id[5:].isdigit():
+        resource_id = f"user.{_user_id(resource_id[5:], 'in the personal channel name')}"
+    return resource_id, resolved
 
 
 def principal_for(*, username: str = "", token: str = "", client_ip: str | None = None) -> Principal:
-    """A principal from a username (a browser session) or a pasted access token, or anonymous."""
+    """A principal from a username (a browser session) or a pasted access token, or anonymous.
+
+    `username` may also be `User::"<id>"` or an id, as a policy names users."""
     if token:
         access = access_token_lookup(token, include_expired=True)
         if access is None:
@@ -48,7 +96,7 @@ def principal_for(*, username: str = "", token: str = "", client_ip: str | None 
             raise SimulationError("that access token has expired")
         return principal_for_user(access.user, auth=token_auth(access, client_ip))
     if username:
-        user = get_user_model().objects.filter(username=username).first()
+        user = user_lookup(username)
         if user is None:
             raise SimulationError(f"no user named {username!r}")
         return principal_for_user(user, client_ip=client_ip)
@@ -64,9 +112,14 @@ def simulate(
     attrs: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> Simulation:
-    resource = Resource(resource_type, resource_id, attrs or {})
     snap = engine.snapshot()
-    who = principal.user.get_username() if principal.is_authenticated else "anonymous"
+    try:
+        resource_id, attrs = resolve_usernames(resource_type, resource_id, attrs or {})
+    except SimulationError as exc:
+        return Simulation(Decision(False, errors=(str(exc),), reason=str(exc)), "-", snap.version)
+    resource = Resource(resource_type, resource_id, attrs)
+    user = principal.user
+    who = f'{user.get_username()} (User::"{user.pk}")' if principal.is_authenticated else "anonymous"
     if principal.auth.method == "bearer":
         who += f" (token: {' '.join(sorted(principal.auth.scopes or ()))})"
     scope = required_scope(action, resource)
@@ -81,4 +134,4 @@ def simulate(
         decision = engine.evaluate(snap, principal, action, resource, context, audit=False, strict=True)
     except Exception as exc:
         decision = Decision(False, errors=(f"{type(exc).__name__}: {exc}",), reason="evaluation error")
-    return Simulation(decision, who, snap.version)
+    return Simulation(decision, who, snap.version, f'{resource_type}::"{resource_id}"')

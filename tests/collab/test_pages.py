@@ -123,7 +123,7 @@ def test_versions_preview_and_restore_as_a_new_change(alice: Any, alice_client: 
 def test_export_markdown_html_json_and_import_markdown(alice_client: Client) -> None:
     upload = SimpleUploadedFile("notes.md", b"# Notes\n\n- **bold** item\n- [link](https://example.com)\n")
     response = alice_client.post(reverse("collab:import"), {"file": upload})
-    document = Document.objects.get(title="notes")
+    document = Document.objects.get(title="Notes")  # from the first # heading
     assert response["Location"] == reverse("collab:editor", args=[document.pk])
     md = alice_client.get(reverse("collab:export", args=[document.pk, "md"]))
     assert md["Content-Disposition"] == 'attachment; filename="notes.md"'

@@ -29,7 +29,7 @@ def exported_with(**changes: Any) -> dict[str, Any]:
 
 def test_an_export_imports_back_unchanged() -> None:
     data = policies_export()
-    assert data["format"] == "webconnect-policies" and data["schema_version"] == 1
+    assert data["format"] == "webconnect-policies" and data["schema_version"] == 2
     assert {p["name"] for p in data["access_policies"]} >= {"staff-administer", "share-viewer"}
     versions = AccessPolicyVersion.objects.count()
     result = policies_import(content=json.dumps(data), actor=None)

@@ -13,7 +13,9 @@ class DataKind(models.TextChoices):
     SERIES_POINTS = "series_points", "Dashboard time-series points"
     OAUTH_TOKENS = "oauth_tokens", "Expired and revoked OAuth tokens"
     REALTIME_TICKETS = "realtime_tickets", "Expired real-time tickets"
-    STALE_PRESENCE = "stale_presence", "Stale presence"
+    # No STALE_PRESENCE: presence of a stopped process is garbage as soon as its heartbeat
+    # lapses (readers already ignore it), so an age in days meant nothing. The
+    # sweep_stale_presence job removes it; migration 0003 removed the policy.
     JOB_RUNS = "job_runs", "Job run records"
 
 

@@ -10,6 +10,7 @@ satisfied, which is reported as `recovered: false`, never hidden.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections import deque
@@ -91,6 +92,53 @@ class MemoryHistory:
     async def latest(self, channel: str, limit: int, *, ttl: int) -> tuple[list[tuple[int, str]], Position]:
         log = self._log(channel, ttl)
         return list(log.entries)[-limit:], Position(log.offset, log.epoch)
+
+    def prune_before(self, before_ms: int, *, dry_run: bool = False) -> int:
+        """Drop (or with `dry_run` count) stored messages sent before `before_ms`; the retention job's entry point.
+
+        Offsets and epochs stay: a client asking for pruned messages gets
+        `recovered: false`, as for any other gap in history.
+        """
+        dropped = 0
+        for log in list(self._logs.values()):
+            entries = log.entries
+            index = 0
+            while index < len(entries) and _older(entries[index][1], before_ms):
+                index += 1
+            dropped += index
+            if not dry_run:
+                for _ in range(index):
+                    entries.popleft()
+        return dropped
+
+    def trim_to(self, per_channel: int, *, dry_run: bool = False) -> int:
+        """Keep at most `per_channel` newest messages in each channel; how many went (or would go)."""
+        dropped = 0
+        for log in list(self._logs.values()):
+            surplus = max(0, len(log.entries) - per_channel)
+            dropped += surplus
+            if not dry_run:
+                for _ in range(surplus):
+                    log.entries.popleft()
+        return dropped
+
+
+def message_time_ms(text: str | bytes) -> int | None:
+    """The `ts` (ms) a stored message frame was sent at (see protocol.message_frame_parts), or None."""
+    match = _MESSAGE_TS.match(text.decode() if isinstance(text, bytes) else text)
+    return int(match.group(1)) if match else None
+
+
+# The frame starts {"header":{"type":"message","channel":"…","offset":N,"epoch":"…","ts":N — a
+# channel name or epoch never holds a quote, so this reads the time without parsing the payload.
+_MESSAGE_TS = re.compile(r'\{"header":\{"type":"message","channel":"[^"]*","offset":\d+,"epoch":"[^"]*","ts":(\d+)')
+
+
+def _older(text: str, before_ms: int) -> bool:
+    # A message whose time cannot be read is never counted as old: only what is
+    # known to be past retention is deleted.
+    sent = message_time_ms(text)
+    return sent is not None and sent < before_ms
 
 
 # One round trip per publish: assign the offset, store, and fan out to every process.
@@ -174,3 +222,13 @@ class RedisHistory:
             _, epoch, offset, entries = await pipe.execute()
         messages = [(int(entry_id.split(b"-")[0]), fields[b"m"].decode()) for entry_id, fields in reversed(entries)]
         return messages, Position(int(offset or 0), epoch.decode())
+
+
+def stream_key_pattern(prefix: str) -> str:
+    """A SCAN pattern for every channel's stream key (RedisHistory.keys)."""
+    return f"{glob_escape(prefix)}:{{*}}:stream"
+
+
+def glob_escape(text: str) -> str:
+    """`text` matched literally in a Redis SCAN/KEYS pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
