@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db.models import Avg, Count, ExpressionWrapper, F, IntegerField, Max, Min, Q, QuerySet, Value
 
 from dashboards.models import Dashboard, SeriesPoint, Widget
+from policies.selectors import shared_resource_ids
 from webconnect.authorization import Principal, Resource, authorize
 from webconnect.realtime import protocol
 from webconnect.realtime.selectors import namespace_get
@@ -36,7 +37,8 @@ def dashboard_list(principal: Principal) -> list[Dashboard]:
         return []
     candidates: QuerySet[Dashboard] = Dashboard.objects.select_related("owner")
     if not user.is_staff:
-        candidates = candidates.filter(Q(owner=user) | ~Q(visibility=Dashboard.Visibility.PRIVATE))
+        shared = shared_resource_ids(user=user, resource_type="Dashboard")
+        candidates = candidates.filter(Q(owner=user) | ~Q(visibility=Dashboard.Visibility.PRIVATE) | Q(pk__in=shared))
     return [d for d in candidates if authorize(principal, "view", dashboard_resource(d))]
 
 

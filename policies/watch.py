@@ -12,6 +12,7 @@ reloads and runs `notify_policy_change()` on the server's event loop.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from concurrent.futures import Future
@@ -69,7 +70,10 @@ def _dispatch_notify() -> Future[Any] | None:
         return None
     loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None) or _loop
     if loop is not None and loop.is_running() and not loop.is_closed():
-        return asyncio.run_coroutine_threadsafe(notify_policy_change(), loop)
+        # In an empty context: from a sync_to_async thread (a view that saved a share)
+        # the task would inherit that thread's asgiref executor context and its
+        # database calls would deadlock on, or outlive, the request's executor.
+        return contextvars.Context().run(asyncio.run_coroutine_threadsafe, notify_policy_change(), loop)
     # No loop in this process (a management command, a sync test): run it here.
     asyncio.run(notify_policy_change())
     return None

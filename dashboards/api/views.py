@@ -18,7 +18,8 @@ from rest_framework.views import APIView
 from dashboards import selectors, services
 from dashboards.models import Dashboard, Widget
 from dashboards.validation import KINDS
-from webconnect.authorization import Principal
+from policies.api.sharing import ResourceShareDetailApi, ResourceSharesApi, ShareTarget
+from webconnect.authorization import Principal, authorize
 from webconnect.realtime import protocol
 from webconnect.realtime.api import error_response, request_principal
 
@@ -304,3 +305,32 @@ class IngestApi(APIView):
         except protocol.ProtocolError as exc:
             return error_response(exc)
         return Response(self.OutputSerializer(result).data)
+
+
+# --- Shares ----------------------------------------------------------------------------
+
+
+def share_target(request: Request, dashboard_id: int) -> ShareTarget:
+    principal = request_principal(request)
+    dashboard = dashboard_for(principal, dashboard_id, "view")
+    if not authorize(principal, "share", selectors.dashboard_resource(dashboard)):
+        raise exceptions.PermissionDenied("You may not share this dashboard.")
+    return ShareTarget("Dashboard", dashboard.pk, dashboard.owner_id, "dashboard")
+
+
+class DashboardSharesApi(ResourceSharesApi):
+    """Who the dashboard is shared with (owner and those with the share right only)."""
+
+    required_scopes = ["dashboards:write"]
+    resource_kwarg = "dashboard_id"
+
+    def target(self, request: Request, resource_id: int) -> ShareTarget:
+        return share_target(request, resource_id)
+
+
+class DashboardShareDetailApi(ResourceShareDetailApi):
+    required_scopes = ["dashboards:write"]
+    resource_kwarg = "dashboard_id"
+
+    def target(self, request: Request, resource_id: int) -> ShareTarget:
+        return share_target(request, resource_id)
