@@ -153,7 +153,7 @@ def share_dialog(document: Document) -> dict[str, Any]:
         "noun": "document",
         "title": document.title,
         "owner": document.owner.get_username(),
-        "shares_url": reverse("api-document-shares", args=[document.pk]),
+        "shares_url": reverse("collab:api-document-shares", args=[document.pk]),
     }
 
 

@@ -64,5 +64,5 @@ def share_dialog(dashboard: Dashboard) -> dict[str, Any]:
         "noun": "dashboard",
         "title": dashboard.title,
         "owner": dashboard.owner.get_username(),
-        "shares_url": reverse("api-dashboard-shares", args=[dashboard.pk]),
+        "shares_url": reverse("dashboards:api-dashboard-shares", args=[dashboard.pk]),
     }

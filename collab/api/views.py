@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, extend_schema_view
 from oauth2_provider.models import AbstractAccessToken
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
@@ -177,6 +177,7 @@ def share_target(request: Request, document_id: int) -> ShareTarget:
     return ShareTarget("Document", document.pk, document.owner_id, "document")
 
 
+@extend_schema_view(delete=extend_schema(operation_id="documents_shares_revoke_by_name"))
 class DocumentSharesApi(ResourceSharesApi):
     """Who the document is shared with (owner and those with the share right only)."""
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, extend_schema_view
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -318,6 +318,7 @@ def share_target(request: Request, dashboard_id: int) -> ShareTarget:
     return ShareTarget("Dashboard", dashboard.pk, dashboard.owner_id, "dashboard")
 
 
+@extend_schema_view(delete=extend_schema(operation_id="dashboards_shares_revoke_by_name"))
 class DashboardSharesApi(ResourceSharesApi):
     """Who the dashboard is shared with (owner and those with the share right only)."""
 
