@@ -214,7 +214,7 @@ def share_grant(
     # grant or revoke, never a share nobody asked for.
     current = list(
         _principal_grants(resource_type, resource_id, user=user, group=group)
-        .select_for_update()
+        .select_for_update(of=("self",))
         .select_related("template", "user", "group")
     )
     kept = next((grant for grant in current if grant.template_id == template.pk), None)
