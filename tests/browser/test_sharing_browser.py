@@ -151,3 +151,30 @@ def test_sharing_a_dashboard_with_a_group_through_the_picker(
     carol_page.reload()
     carol_page.wait_for_selector("[data-testid=dashboard-title]")
     assert carol_page.locator("[data-testid=edit-toggle]").count() == 0
+
+
+def test_an_administrator_shares_from_the_admin_with_the_user_picker(
+    page: Any, live_daphne: LiveServer, alice: Any, bob: Any, make_user: Callable[..., Any]
+) -> None:
+    make_user("chief", superuser=True)
+    document = collab_services.document_create(owner=alice, title="Budget")
+    page.goto(f"{live_daphne.url}/admin/login/?next=/admin/collab/document/{document.pk}/change/")
+    page.fill("#id_username", "chief")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("text=nobody (only the owner and staff)")
+    page.click("text=add a share")  # the document's page links to a share form for it
+    assert page.input_value("#id_resource_id") == str(document.pk)
+    # The user field searches as you type (the admin's autocomplete).
+    page.click(".field-user .select2-selection")
+    page.keyboard.type("bo", delay=60)
+    page.click(".select2-results__option:has-text('bob')")
+    page.click("input[name=_save]")
+    page.wait_for_url("**/admin/policies/sharegrant/")
+    assert "was added successfully" in (page.text_content(".messagelist") or "")
+    row = page.text_content("#result_list tbody tr") or ""
+    assert "Budget" in row and "bob" in row and "viewer" in row
+    grant = ShareGrant.objects.select_related("template").get()
+    assert (grant.user_id, grant.template.name, grant.created_by_id is not None) == (bob.pk, "share-viewer", True)
+    page.goto(f"{live_daphne.url}/admin/collab/document/{document.pk}/change/")
+    assert "bob" in (page.text_content(".field-shares") or "")
