@@ -1,5 +1,8 @@
 """Documents: a Yjs state kept as a snapshot plus an append-only update log.
 
+Who besides the owner may read or edit a document is a policies.ShareGrant
+(a template-linked Cedar policy), not a row here.
+
 The log is the durability boundary: an update is relayed to anyone only after
 its row is committed, so whatever a client saw can be rebuilt from
 `snapshot` + the rows with `id > snapshot_seq`. Compaction folds rows into the
@@ -9,8 +12,6 @@ snapshot (see services.document_compact).
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -72,39 +73,3 @@ class DocumentVersion(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"automatic {self.created_at:%Y-%m-%d %H:%M}"
-
-
-class DocumentShare(models.Model):
-    """Viewer or editor rights for one user or one group (role)."""
-
-    VIEWER = "viewer"
-    EDITOR = "editor"
-    ROLE_CHOICES = [(VIEWER, "Viewer"), (EDITOR, "Editor")]
-
-    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="shares")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="document_shares"
-    )
-    group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="document_shares")
-    role = models.CharField(max_length=10, choices=ROLE_CHOICES, default=VIEWER)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [
-            models.CheckConstraint(
-                condition=(
-                    models.Q(user__isnull=False, group__isnull=True) | models.Q(user__isnull=True, group__isnull=False)
-                ),
-                name="collab_share_user_xor_group",
-            ),
-            models.UniqueConstraint(fields=["document", "user"], name="collab_share_unique_user"),
-            models.UniqueConstraint(fields=["document", "group"], name="collab_share_unique_group"),
-        ]
-
-    def __str__(self) -> str:
-        who = self.user if self.user_id else self.group
-        return f"{who} {self.role} of {self.document_id}"
-
-    def clean(self) -> None:
-        if (self.user_id is None) == (self.group_id is None):
-            raise ValidationError("Share with exactly one user or one group.")

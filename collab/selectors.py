@@ -6,26 +6,19 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from collab.models import Document, DocumentShare
+from collab.models import Document
+from policies.selectors import shared_resource_ids
 from webconnect.authorization import authorize
 from webconnect.identity import Principal, Resource
 
 
 def document_resource(document: Document) -> Resource:
-    """The Resource the authorization service sees: owner, editors and viewers (groups expanded)."""
-    editors: set[int] = set()
-    viewers: set[int] = set()
-    for share in DocumentShare.objects.filter(document=document).prefetch_related("group__user_set"):
-        target = editors if share.role == DocumentShare.EDITOR else viewers
-        if share.user_id is not None:
-            target.add(share.user_id)
-        elif share.group is not None:
-            target.update(user.pk for user in share.group.user_set.all())
-    return Resource(
-        "Document",
-        str(document.pk),
-        {"owner_id": document.owner_id, "editor_ids": sorted(editors), "viewer_ids": sorted(viewers - editors)},
-    )
+    """The Resource the authorization service sees: the owner.
+
+    Who else may read or edit it is not an attribute: each share is a
+    template-linked policy naming this document (policies.ShareGrant).
+    """
+    return Resource("Document", str(document.pk), {"owner_id": document.owner_id})
 
 
 def document_resource_by_id(document_id: int) -> Resource | None:
@@ -40,7 +33,7 @@ def document_rights(principal: Principal, document: Document) -> tuple[bool, boo
 
 
 def shared_with_filter(user: Any) -> Q:
-    return Q(shares__user=user) | Q(shares__group__in=user.groups.all())
+    return Q(pk__in=shared_resource_ids(user=user, resource_type="Document"))
 
 
 def documents_owned(user: Any, search: str = "") -> QuerySet[Document]:

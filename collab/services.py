@@ -1,4 +1,6 @@
-"""Writes for documents: the update log, compaction, versions, sharing.
+"""Writes for documents: the update log, compaction, versions.
+
+Sharing is policies.services.share_grant / share_revoke (a ShareGrant per user or group).
 
 Everything here is synchronous ORM code; the consumer calls it through
 `database_sync_to_async`.
@@ -7,11 +9,10 @@ Everything here is synchronous ORM code; the consumer calls it through
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
@@ -19,7 +20,7 @@ from pycrdt import Doc, XmlFragment, merge_updates
 
 from collab import relay
 from collab.conf import limits
-from collab.models import Document, DocumentShare, DocumentUpdate, DocumentVersion
+from collab.models import Document, DocumentUpdate, DocumentVersion
 
 logger = logging.getLogger(__name__)
 
@@ -233,36 +234,3 @@ def copy_xml_node(node: Any, parent: Any) -> None:
             element.attributes[key] = value
         for child in node.children:
             copy_xml_node(child, element)
-
-
-# --- Sharing --------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def share_grant(*, document: Document, role: str, user: Any = None, group: Group | None = None) -> DocumentShare:
-    if role not in {DocumentShare.VIEWER, DocumentShare.EDITOR}:
-        raise ValueError("role must be viewer or editor")
-    if (user is None) == (group is None):
-        raise ValueError("share with exactly one user or one group")
-    if user is not None and user.pk == document.owner_id:
-        raise ValueError("the owner already has every right")
-    share, _ = DocumentShare.objects.update_or_create(
-        document=document, user=user, group=group, defaults={"role": role}
-    )
-    # A downgrade from editor to viewer must reach open sockets too.
-    relay.publish_on_commit(document.pk, relay.RECHECK)
-    return share
-
-
-@transaction.atomic
-def share_revoke(*, share: DocumentShare) -> None:
-    document_id = share.document_id
-    share.delete()
-    relay.publish_on_commit(document_id, relay.RECHECK)
-
-
-def shares_for(documents: Iterable[Document]) -> dict[int, list[DocumentShare]]:
-    result: dict[int, list[DocumentShare]] = {}
-    for share in DocumentShare.objects.filter(document__in=list(documents)).select_related("user", "group"):
-        result.setdefault(share.document_id, []).append(share)
-    return result

@@ -1,4 +1,4 @@
-"""Document pages: list, editor, share dialog, history, export/import."""
+"""Document pages: list, editor (with the share dialog), history, export/import."""
 
 from __future__ import annotations
 
@@ -7,18 +7,17 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_http_methods, require_POST
 from pycrdt import XmlFragment
 
 from collab import convert, selectors, services
-from collab.models import Document, DocumentShare, DocumentVersion
+from collab.models import Document, DocumentVersion
 from webconnect.authorization import authorize
 from webconnect.identity import principal_from_request
 
@@ -41,21 +40,6 @@ class ImportForm(forms.Form):
         except UnicodeDecodeError as exc:
             raise forms.ValidationError("The file is not UTF-8 text.") from exc
         return upload
-
-
-class ShareForm(forms.Form):
-    who = forms.CharField(max_length=150, label="User name or group (role)")
-    role = forms.ChoiceField(choices=DocumentShare.ROLE_CHOICES)
-
-    def clean_who(self) -> Any:
-        name = self.cleaned_data["who"].strip()
-        user = get_user_model().objects.filter(username=name).first()
-        if user is not None:
-            return user
-        group = Group.objects.filter(name=name).first()
-        if group is not None:
-            return group
-        raise forms.ValidationError(f"No user or group named “{name}”.")
 
 
 class VersionForm(forms.Form):
@@ -111,7 +95,10 @@ def document_import(request: HttpRequest) -> HttpResponse:
 @login_required
 def editor(request: HttpRequest, document_id: int) -> HttpResponse:
     document = _document_for(request, document_id, "read")
-    can_edit = bool(authorize(principal_from_request(request), "edit", selectors.document_resource(document)))
+    resource = selectors.document_resource(document)
+    principal = principal_from_request(request)
+    can_edit = bool(authorize(principal, "edit", resource))
+    can_share = bool(authorize(principal, "share", resource))
     config = {"documentId": document.pk, "canEdit": can_edit, "userName": request.user.get_username()}
     return render(
         request,
@@ -119,7 +106,7 @@ def editor(request: HttpRequest, document_id: int) -> HttpResponse:
         {
             "document": document,
             "can_edit": can_edit,
-            "is_owner": document.owner_id == request.user.pk or request.user.is_staff,
+            "share_dialog": share_dialog(document) if can_share else None,
             "config": config,
         },
     )
@@ -152,32 +139,20 @@ def document_delete(request: HttpRequest, document_id: int) -> HttpResponse:
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
 def document_share(request: HttpRequest, document_id: int) -> HttpResponse:
+    """The old share page: sharing is a dialog on the document page now."""
     document = _document_for(request, document_id, "share")
-    form = ShareForm(request.POST or None)
-    if request.method == "POST":
-        if "revoke" in request.POST:
-            share = get_object_or_404(DocumentShare, pk=request.POST["revoke"], document=document)
-            services.share_revoke(share=share)
-            messages.success(request, "Access revoked.")
-            return redirect("collab:share", document_id=document.pk)
-        if form.is_valid():
-            who = form.cleaned_data["who"]
-            try:
-                services.share_grant(
-                    document=document,
-                    role=form.cleaned_data["role"],
-                    user=None if isinstance(who, Group) else who,
-                    group=who if isinstance(who, Group) else None,
-                )
-            except ValueError as exc:
-                form.add_error("who", str(exc))
-            else:
-                messages.success(request, f"Shared with {who} as {form.cleaned_data['role']}.")
-                return redirect("collab:share", document_id=document.pk)
-    shares = DocumentShare.objects.filter(document=document).select_related("user", "group").order_by("id")
-    return render(request, "collab/share.html", {"document": document, "form": form, "shares": shares})
+    return redirect(reverse("collab:editor", args=[document.pk]) + "#share")
+
+
+def share_dialog(document: Document) -> dict[str, Any]:
+    """What the share dialog partial (templates/sharing/share_dialog.html) needs."""
+    return {
+        "noun": "document",
+        "title": document.title,
+        "owner": document.owner.get_username(),
+        "shares_url": reverse("collab:api-document-shares", args=[document.pk]),
+    }
 
 
 @login_required

@@ -10,6 +10,7 @@ from django.db.models import Avg, Count, ExpressionWrapper, F, IntegerField, Max
 
 from dashboards.models import Dashboard, SeriesPoint, Widget
 from dashboards.validation import NUMERIC_KINDS
+from policies.selectors import shared_resource_ids
 from webconnect.authorization import authorize
 from webconnect.identity import Principal, Resource
 from webconnect.realtime import protocol
@@ -38,7 +39,8 @@ def dashboard_list(principal: Principal) -> list[Dashboard]:
         return []
     candidates: QuerySet[Dashboard] = Dashboard.objects.select_related("owner")
     if not user.is_staff:
-        candidates = candidates.filter(Q(owner=user) | ~Q(visibility=Dashboard.Visibility.PRIVATE))
+        shared = shared_resource_ids(user=user, resource_type="Dashboard")
+        candidates = candidates.filter(Q(owner=user) | ~Q(visibility=Dashboard.Visibility.PRIVATE) | Q(pk__in=shared))
     return [d for d in candidates if authorize(principal, "view", dashboard_resource(d))]
 
 

@@ -8,12 +8,14 @@ from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from dashboards import selectors, services
 from dashboards.api.views import dashboard_data
 from dashboards.models import Dashboard
 from dashboards.validation import KINDS
+from webconnect.authorization import authorize
 from webconnect.identity import principal_from_request
 
 
@@ -43,8 +45,25 @@ def dashboard_detail(request: HttpRequest, dashboard_id: int) -> HttpResponse:
     # into the page; the others arrive as "no access" with a title only.
     data: dict[str, Any] = dashboard_data(principal, dashboard, with_widgets=True)
     data["updated_at"] = data["updated_at"].isoformat()
+    may_share = bool(authorize(principal, "share", selectors.dashboard_resource(dashboard)))
     return render(
         request,
         "dashboards/dashboard_detail.html",
-        {"dashboard": dashboard, "config": data, "kinds": KINDS, "can_edit": data["can_edit"]},
+        {
+            "dashboard": dashboard,
+            "config": data,
+            "kinds": KINDS,
+            "can_edit": data["can_edit"],
+            "share_dialog": share_dialog(dashboard) if may_share else None,
+        },
     )
+
+
+def share_dialog(dashboard: Dashboard) -> dict[str, Any]:
+    """What the share dialog partial (templates/sharing/share_dialog.html) needs."""
+    return {
+        "noun": "dashboard",
+        "title": dashboard.title,
+        "owner": dashboard.owner.get_username(),
+        "shares_url": reverse("dashboards:api-dashboard-shares", args=[dashboard.pk]),
+    }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.apps import apps
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -17,7 +18,14 @@ from django.utils.html import format_html, format_html_join
 
 from policies import authoring, services
 from policies.forms import ImportForm, PolicyTextWidget, SimulatorForm
-from policies.models import AccessPolicy, AccessPolicyVersion, ConnectionLimitPolicy, RateLimitPolicy, ShareGrant
+from policies.models import (
+    SHARE_TEMPLATES,
+    AccessPolicy,
+    AccessPolicyVersion,
+    ConnectionLimitPolicy,
+    RateLimitPolicy,
+    ShareGrant,
+)
 from policies.simulator import SimulationError, principal_for, resolve_usernames, simulate
 
 
@@ -211,31 +219,102 @@ class AccessPolicyVersionAdmin(admin.ModelAdmin[AccessPolicyVersion]):
 
 @admin.register(ShareGrant)
 class ShareGrantAdmin(admin.ModelAdmin[ShareGrant]):
-    """Shares are template-linked policies; deleting one revokes it."""
+    """Shares are template-linked policies: add one, or delete it to revoke it.
 
-    list_display = ["link", "template", "principal_type", "principal_id", "resource_type", "resource_id", "created_at"]
-    list_filter = ["template", "principal_type", "resource_type"]
-    search_fields = ["principal_id", "resource_id"]
-    list_select_related = ["template", "created_by"]
-    raw_id_fields = ["template"]
-    readonly_fields = ["created_at", "created_by"]
+    A share is granted or revoked, never edited: adding one for a user or group
+    that already has a role on that resource replaces it (as the share dialog
+    does). Both are audited and reach live sessions (policy version).
+    """
+
+    list_display = ["link", "resource", "principal", "role", "created_at", "created_by"]
+    list_filter = ["resource_type", "template", "principal_type"]
+    search_fields = ["user__username", "group__name", "resource_id", "principal_id"]
+    list_select_related = ["template", "user", "group", "created_by"]
+    autocomplete_fields = ["user", "group"]
+    fields_shown = ["link", "template", "principal", "resource", "principal_type", "principal_id", "created_at"]
+
+    def get_fields(self, request: HttpRequest, obj: ShareGrant | None = None) -> Any:
+        if obj is None:
+            return ["template", "user", "group", "resource_type", "resource_id"]
+        return [*self.fields_shown, "created_by"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ShareGrant | None = None) -> Any:
+        return [] if obj is None else [*self.fields_shown, "created_by"]
+
+    def has_change_permission(self, request: HttpRequest, obj: ShareGrant | None = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial: dict[str, Any] = dict(super().get_changeform_initial_data(request))
+        if "template" not in initial:
+            viewer = AccessPolicy.objects.filter(name=SHARE_TEMPLATES["viewer"], is_template=True).first()
+            if viewer is not None:
+                initial["template"] = viewer.pk
+        return initial
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        # One query per resource type for the titles of the page's rows.
+        wanted: dict[str, set[int]] = {}
+        for grant in changelist.result_list:
+            if grant.resource_id.isdigit():
+                wanted.setdefault(grant.resource_type, set()).add(int(grant.resource_id))
+        titles: dict[tuple[str, str], str] = {}
+        for resource_type, ids in wanted.items():
+            model = _resource_model(resource_type)
+            if model is not None:
+                for obj in model.objects.filter(pk__in=ids):
+                    titles[(resource_type, str(obj.pk))] = str(obj)
+        for grant in changelist.result_list:
+            grant.resource_title = titles.get((grant.resource_type, grant.resource_id), "")
+        return changelist
 
     @admin.display(description="policy id")
     def link(self, obj: ShareGrant) -> str:
         return obj.link_id
 
+    @admin.display(description="shared with", ordering="principal_id")
+    def principal(self, obj: ShareGrant) -> str:
+        return obj.principal_label
+
+    @admin.display(description="resource", ordering="resource_id")
+    def resource(self, obj: ShareGrant) -> str:
+        title = getattr(obj, "resource_title", None)
+        model = _resource_model(obj.resource_type)
+        if title is None and model is not None:
+            found = model.objects.filter(pk=obj.resource_id).first() if obj.resource_id.isdigit() else None
+            title = str(found) if found is not None else ""
+        label = f"{obj.resource_type} {obj.resource_id}"
+        if not title or model is None:
+            return f"{label} (missing)" if model is not None else label
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.resource_id])
+        return format_html('<a href="{}">{}</a>: {}', url, label, title)
+
     def save_model(self, request: HttpRequest, obj: ShareGrant, form: Any, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user  # type: ignore[assignment]
-        obj.save()
-        services.policy_version_bump()
+        # The form validated the share (ShareGrant.clean); the service replaces another
+        # role of the same user or group, audits and moves the policy version.
+        grant = services.share_grant(
+            resource_type=obj.resource_type,
+            resource_id=obj.resource_id,
+            role=obj.template.name,
+            user=obj.user,
+            group=obj.group,
+            actor=request.user,
+        )
+        obj.pk = grant.pk
+        obj.created_at, obj.created_by = grant.created_at, grant.created_by
 
     def delete_model(self, request: HttpRequest, obj: ShareGrant) -> None:
-        services.share_grant_delete(grant=obj)
+        services.share_grant_delete(grant=obj, actor=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ShareGrant]) -> None:
-        for grant in queryset:
-            services.share_grant_delete(grant=grant)
+        for grant in queryset.select_related("template", "user", "group"):
+            services.share_grant_delete(grant=grant, actor=request.user)
+
+
+def _resource_model(resource_type: str) -> Any:
+    label = ShareGrant.RESOURCE_MODELS.get(resource_type)
+    return apps.get_model(label) if label else None
 
 
 @admin.register(RateLimitPolicy)

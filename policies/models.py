@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
@@ -127,11 +128,19 @@ class AccessPolicyVersion(models.Model):
         return f"{self.policy_name} v{self.number} ({self.change})"
 
 
+# The two roles a share page offers, and the template each one links.
+SHARE_TEMPLATES = {"viewer": "share-viewer", "editor": "share-editor"}
+
+
 class ShareGrant(models.Model):
-    """A share: a template (share-viewer, share-editor) linked to a user or role and a resource.
+    """A share: a template (share-viewer, share-editor) linked to a user or a group and a resource.
 
     Each row becomes one template-linked Cedar policy with the id "share:<pk>";
-    deleting the row revokes the share.
+    deleting the row revokes the share. `user` or `group` says who; the Cedar
+    principal (`principal_type`, `principal_id`: User::"<pk>" or Role::"<group
+    name>") is derived from it in clean() and follows a group rename
+    (policies.receivers). Deleting the user, the group or the resource deletes
+    the share.
     """
 
     class PrincipalType(models.TextChoices):
@@ -142,29 +151,89 @@ class ShareGrant(models.Model):
         DOCUMENT = "Document"
         DASHBOARD = "Dashboard"
 
-    template = models.ForeignKey(AccessPolicy, on_delete=models.PROTECT, related_name="links")
-    principal_type = models.CharField(max_length=8, choices=PrincipalType.choices)
-    principal_id = models.CharField(max_length=150, help_text="A user id, or a group name for a role.")
+    # The model behind each shareable resource type, by label: the policies app sits
+    # below the apps whose objects are shared, so it never imports them.
+    RESOURCE_MODELS = {"Document": "collab.Document", "Dashboard": "dashboards.Dashboard"}
+
+    template = models.ForeignKey(
+        AccessPolicy,
+        on_delete=models.PROTECT,
+        related_name="links",
+        limit_choices_to={"is_template": True},
+        help_text="share-viewer (read) or share-editor (read and edit), or another template.",
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="share_grants"
+    )
+    group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="share_grants")
+    principal_type = models.CharField(max_length=8, choices=PrincipalType.choices, editable=False)
+    principal_id = models.CharField(
+        max_length=150, editable=False, help_text="The Cedar principal's id: the user's pk, or the group's name."
+    )
     resource_type = models.CharField(max_length=16, choices=ResourceType.choices)
-    resource_id = models.CharField(max_length=64)
+    resource_id = models.CharField(max_length=64, help_text="The document's or dashboard's id.")
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
     class Meta:
+        ordering = ["resource_type", "resource_id", "pk"]
+        indexes = [models.Index(fields=["resource_type", "resource_id"], name="share_grant_resource")]
         constraints = [
             models.UniqueConstraint(
                 fields=["template", "principal_type", "principal_id", "resource_type", "resource_id"],
                 name="share_grant_unique",
-            )
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(principal_type="User", user__isnull=False, group__isnull=True)
+                    | models.Q(principal_type="Role", user__isnull=True, group__isnull=False)
+                ),
+                name="share_grant_user_xor_group",
+            ),
         ]
 
     def __str__(self) -> str:
-        principal = f"{self.principal_type}::{self.principal_id}"
-        return f"{self.template.name}: {principal} on {self.resource_type}::{self.resource_id}"
+        return f"{self.template.name}: {self.principal_label} on {self.resource_type}::{self.resource_id}"
+
+    @property
+    def role(self) -> str:
+        """viewer or editor (or the template's name, for another template)."""
+        name = self.template.name
+        return next((role for role, template in SHARE_TEMPLATES.items() if template == name), name)
+
+    @property
+    def principal_label(self) -> str:
+        if self.user_id is not None and self.user is not None:
+            return str(self.user.get_username())
+        if self.group_id is not None and self.group is not None:
+            return f"group {self.group.name}"
+        return f"{self.principal_type}::{self.principal_id}"
+
+    def derive_principal(self) -> None:
+        """Set the Cedar principal from `user` or `group`."""
+        if self.user_id is not None:
+            self.principal_type, self.principal_id = self.PrincipalType.USER, str(self.user_id)
+        elif self.group_id is not None and self.group is not None:
+            self.principal_type, self.principal_id = self.PrincipalType.ROLE, self.group.name
 
     def clean(self) -> None:
+        self.clean_principal()
+        label = self.RESOURCE_MODELS.get(self.resource_type)
+        if label is not None and not self._resource_exists(label):
+            raise ValidationError(
+                {"resource_id": f"There is no {self.resource_type.lower()} with id {self.resource_id!r}."}
+            )
+        self.clean_link()
+
+    def clean_principal(self) -> None:
+        if (self.user_id is None) == (self.group_id is None):
+            raise ValidationError("Share with exactly one user or one group.")
+        self.derive_principal()
+
+    def clean_link(self) -> None:
+        """The template is a template and links with this principal and resource."""
         template = AccessPolicy.objects.filter(pk=self.template_id).first() if self.template_id else None
         if template is None:
             return
@@ -180,6 +249,11 @@ class ShareGrant(models.Model):
             cedar.build_policy_set([template.source()], [probe])
         except ValueError as exc:
             raise ValidationError(f"cannot link {template.name}: {exc}") from None
+
+    def _resource_exists(self, label: str) -> bool:
+        if not str(self.resource_id).isdigit():
+            return False
+        return bool(apps.get_model(label).objects.filter(pk=int(self.resource_id)).exists())
 
     @property
     def link_id(self) -> str:

@@ -9,13 +9,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 
 from policies import cedar, engine, watch
-from policies.models import AccessPolicy, AccessPolicyVersion, PolicyState, RateLimitPolicy, ShareGrant
+from policies.models import (
+    SHARE_TEMPLATES,
+    AccessPolicy,
+    AccessPolicyVersion,
+    PolicyState,
+    RateLimitPolicy,
+    ShareGrant,
+)
+from webconnect.audit import audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +133,46 @@ def access_policy_restore(*, version: AccessPolicyVersion, actor: Actor) -> Acce
 
 
 # --- Shares (template-linked policies) ----------------------------------------------
+#
+# One share per user or group per resource: granting another role replaces the
+# previous one (so an editor can be turned into a viewer). Every change is
+# audited and moves the policy version, which makes every process reload the
+# policy set and re-check its live sessions (an open document socket of a
+# revoked viewer closes with 4403).
 
-SHARE_TEMPLATES = {"viewer": "share-viewer", "editor": "share-editor"}
+
+def _share_template(role: str) -> AccessPolicy:
+    name = SHARE_TEMPLATES.get(role, role)
+    template = AccessPolicy.objects.filter(name=name, is_template=True).first()
+    if template is not None:
+        return template
+    if role in SHARE_TEMPLATES:
+        raise ValidationError(f"the template {name} is missing: restore it in the admin")
+    raise ValidationError(f"role must be one of {', '.join(SHARE_TEMPLATES)} (or a share template), got {role!r}")
+
+
+def _share_target(resource_type: str, resource_id: str | int) -> str:
+    return f"{resource_type}::{resource_id}"
+
+
+def _audit_share(action: str, *, grant: ShareGrant, actor: Actor, **details: Any) -> None:
+    audit_record(
+        action=action,
+        actor=actor,
+        target=_share_target(grant.resource_type, grant.resource_id),
+        details={
+            "principal": f"{grant.principal_type}::{grant.principal_id}",
+            "name": grant.principal_label,
+            "role": grant.role,
+            "share": grant.link_id,
+            **details,
+        },
+    )
+
+
+def _principal_grants(resource_type: str, resource_id: str, *, user: Any, group: Group | None) -> QuerySet[ShareGrant]:
+    grants = ShareGrant.objects.filter(resource_type=resource_type, resource_id=resource_id)
+    return grants.filter(user=user) if user is not None else grants.filter(group=group)
 
 
 @transaction.atomic
@@ -136,32 +182,56 @@ def share_grant(
     resource_id: str | int,
     role: str,
     user: Any = None,
+    group: Group | None = None,
     group_name: str | None = None,
     actor: Actor = None,
 ) -> ShareGrant:
-    """Grant `role` ("viewer" or "editor") on a document or dashboard to a user or a group.
+    """Give a user or a group `role` ("viewer", "editor", or a share template's name) on a resource.
 
-    The share is a link of the template share-<role>; the caller has already
-    checked that `actor` may share the resource (authorize(..., "share", ...)).
+    Replaces that user's or group's other shares of the resource; granting the
+    role they already have changes nothing. The caller has already checked that
+    `actor` may share the resource (authorize(..., "share", ...)).
     """
-    if role not in SHARE_TEMPLATES:
-        raise ValidationError(f"role must be one of {', '.join(SHARE_TEMPLATES)}, got {role!r}")
-    if (user is None) == (group_name is None):
+    if group_name is not None:
+        group = Group.objects.filter(name=group_name).first()
+        if group is None:
+            raise ValidationError(f"there is no group named {group_name!r}")
+    if (user is None) == (group is None):
         raise ValidationError("share with exactly one of a user or a group")
-    template = AccessPolicy.objects.filter(name=SHARE_TEMPLATES[role], is_template=True).first()
-    if template is None:
-        raise ValidationError(f"the template {SHARE_TEMPLATES[role]} is missing: restore it in the admin")
-    principal_type, principal_id = ("User", str(user.pk)) if user is not None else ("Role", str(group_name))
-    grant, _created = ShareGrant.objects.get_or_create(
-        template=template,
-        principal_type=principal_type,
-        principal_id=principal_id,
-        resource_type=resource_type,
-        resource_id=str(resource_id),
-        defaults={"created_by": _user(actor)},
+    template = _share_template(role)
+    resource_id = str(resource_id)
+    # Row locks on PostgreSQL; two concurrent grants of different roles to the
+    # same principal could still both insert on SQLite (its writes are serialised,
+    # but this read is not): the result is the union of both roles until the next
+    # grant or revoke, never a share nobody asked for.
+    current = list(
+        _principal_grants(resource_type, resource_id, user=user, group=group)
+        .select_for_update(of=("self",))
+        .select_related("template", "user", "group")
     )
+    kept = next((grant for grant in current if grant.template_id == template.pk), None)
+    replaced = [grant for grant in current if grant is not kept]
+    if kept is not None and not replaced:
+        return kept
+    for grant in replaced:
+        grant.delete()
+    if kept is None:
+        kept = ShareGrant(
+            template=template,
+            user=user,
+            group=group,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            created_by=_user(actor),
+        )
+        # The caller loaded the resource to check the share right: only the principal
+        # and the link are checked here (the admin form checks the resource too).
+        kept.clean_principal()
+        kept.clean_link()
+        kept.save()
+    _audit_share("share.granted", grant=kept, actor=actor, replaced=sorted(grant.role for grant in replaced))
     policy_version_bump()
-    return grant
+    return kept
 
 
 @transaction.atomic
@@ -170,27 +240,58 @@ def share_revoke(
     resource_type: str,
     resource_id: str | int,
     user: Any = None,
+    group: Group | None = None,
     group_name: str | None = None,
     role: str | None = None,
+    actor: Actor = None,
 ) -> int:
-    """Revoke shares of a resource to a user or group (one role, or all); returns how many."""
+    """Revoke the shares of a resource to a user or a group (one role, or all); returns how many."""
     grants = ShareGrant.objects.filter(resource_type=resource_type, resource_id=str(resource_id))
     if user is not None:
-        grants = grants.filter(principal_type="User", principal_id=str(user.pk))
+        grants = grants.filter(user=user)
+    if group is not None:
+        grants = grants.filter(group=group)
     if group_name is not None:
-        grants = grants.filter(principal_type="Role", principal_id=group_name)
+        grants = grants.filter(principal_type=ShareGrant.PrincipalType.ROLE, principal_id=group_name)
     if role is not None:
         grants = grants.filter(template__name=SHARE_TEMPLATES.get(role, role))
+    revoked = list(grants.select_related("template", "user", "group"))
+    for grant in revoked:
+        _audit_share("share.revoked", grant=grant, actor=actor)
+        grant.delete()
+    if revoked:
+        policy_version_bump()
+    return len(revoked)
+
+
+@transaction.atomic
+def share_grant_delete(*, grant: ShareGrant, actor: Actor = None) -> None:
+    _audit_share("share.revoked", grant=grant, actor=actor)
+    grant.delete()
+    policy_version_bump()
+
+
+@transaction.atomic
+def shares_delete_for_resource(*, resource_type: str, resource_id: str | int) -> int:
+    """The resource is gone: its shares go too (one audit event for all of them)."""
+    grants = ShareGrant.objects.filter(resource_type=resource_type, resource_id=str(resource_id))
     count, _ = grants.delete()
     if count:
+        audit_record(
+            action="share.removed_with_resource",
+            target=_share_target(resource_type, resource_id),
+            details={"count": count},
+        )
         policy_version_bump()
     return count
 
 
 @transaction.atomic
-def share_grant_delete(*, grant: ShareGrant) -> None:
-    grant.delete()
+def shares_follow_group_rename(*, group: Group) -> int:
+    """Keep the Cedar principal Role::"<name>" of a group's shares equal to its current name."""
+    updated = ShareGrant.objects.filter(group=group).exclude(principal_id=group.name).update(principal_id=group.name)
     policy_version_bump()
+    return updated
 
 
 # --- Rate-limit policies ---------------------------------------------------------------

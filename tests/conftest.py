@@ -128,10 +128,11 @@ def _fresh_policy_caches(request: pytest.FixtureRequest) -> None:
     """Each test reads the policy set of its own database (a rolled-back test leaves
     this process's cache holding policies that no longer exist), and has the default
     policy set: a transactional test flushes every table, data-migration rows included."""
-    from policies import engine, ratelimit
+    from policies import engine, ratelimit, watch
 
     engine.clear_caches()
     ratelimit.reset()
+    watch.reset()  # rolled-back tests reuse policy version numbers
     from policies.connlimits import limiter
 
     limiter.reset()

@@ -14,4 +14,10 @@ urlpatterns: list[URLPattern] = [
         name="api-version-restore",
     ),
     path("<int:document_id>/export/<str:fmt>/", views.DocumentExportApi.as_view(), name="api-export"),
+    path("<int:document_id>/shares/", views.DocumentSharesApi.as_view(), name="api-document-shares"),
+    path(
+        "<int:document_id>/shares/<int:share_id>/",
+        views.DocumentShareDetailApi.as_view(),
+        name="api-document-share",
+    ),
 ]

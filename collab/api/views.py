@@ -1,4 +1,4 @@
-"""REST for documents: CRUD, versions, restore, export (scopes docs:read / docs:write)."""
+"""REST for documents: CRUD, versions, restore, export, shares (scopes docs:read / docs:write)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, extend_schema_view
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from collab import convert, selectors, services
 from collab.models import Document, DocumentVersion
 from collab.views import EXPORT_TYPES, export_document
+from policies.api.sharing import ResourceShareDetailApi, ResourceSharesApi, ShareTarget
 from webconnect.authorization import authorize
 from webconnect.identity import principal_from_request
 
@@ -161,3 +162,27 @@ class DocumentExportApi(APIView):
         response = HttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
+
+
+def share_target(request: Request, document_id: int) -> ShareTarget:
+    document = document_for(request, document_id, "share")
+    return ShareTarget("Document", document.pk, document.owner_id, "document")
+
+
+@extend_schema_view(delete=extend_schema(operation_id="documents_shares_revoke_by_name"))
+class DocumentSharesApi(ResourceSharesApi):
+    """Who the document is shared with (owner and those with the share right only)."""
+
+    required_scopes = ["docs:write"]
+    resource_kwarg = "document_id"
+
+    def target(self, request: Request, resource_id: int) -> ShareTarget:
+        return share_target(request, resource_id)
+
+
+class DocumentShareDetailApi(ResourceShareDetailApi):
+    required_scopes = ["docs:write"]
+    resource_kwarg = "document_id"
+
+    def target(self, request: Request, resource_id: int) -> ShareTarget:
+        return share_target(request, resource_id)

@@ -9,7 +9,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, extend_schema_view
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +18,8 @@ from rest_framework.views import APIView
 from dashboards import selectors, services
 from dashboards.models import Dashboard, Widget
 from dashboards.validation import KINDS
+from policies.api.sharing import ResourceShareDetailApi, ResourceSharesApi, ShareTarget
+from webconnect.authorization import authorize
 from webconnect.identity import Principal, principal_from_request
 from webconnect.realtime import protocol
 from webconnect.realtime.api import error_response
@@ -304,3 +306,33 @@ class IngestApi(APIView):
         except protocol.ProtocolError as exc:
             return error_response(exc)
         return Response(self.OutputSerializer(result).data)
+
+
+# --- Shares ----------------------------------------------------------------------------
+
+
+def share_target(request: Request, dashboard_id: int) -> ShareTarget:
+    principal = principal_from_request(request)
+    dashboard = dashboard_for(principal, dashboard_id, "view")
+    if not authorize(principal, "share", selectors.dashboard_resource(dashboard)):
+        raise exceptions.PermissionDenied("You may not share this dashboard.")
+    return ShareTarget("Dashboard", dashboard.pk, dashboard.owner_id, "dashboard")
+
+
+@extend_schema_view(delete=extend_schema(operation_id="dashboards_shares_revoke_by_name"))
+class DashboardSharesApi(ResourceSharesApi):
+    """Who the dashboard is shared with (owner and those with the share right only)."""
+
+    required_scopes = ["dashboards:write"]
+    resource_kwarg = "dashboard_id"
+
+    def target(self, request: Request, resource_id: int) -> ShareTarget:
+        return share_target(request, resource_id)
+
+
+class DashboardShareDetailApi(ResourceShareDetailApi):
+    required_scopes = ["dashboards:write"]
+    resource_kwarg = "dashboard_id"
+
+    def target(self, request: Request, resource_id: int) -> ShareTarget:
+        return share_target(request, resource_id)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from collab import services
-from collab.models import DocumentShare
+from policies.services import share_grant
 from tests.conftest import PASSWORD, LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -59,7 +59,7 @@ def test_two_pages_co_edit_see_each_other_and_converge_after_offline(
     open_page: Callable[[str], Any], live_daphne: LiveServer, alice: Any, bob: Any
 ) -> None:
     document = services.document_create(owner=alice, title="Live doc")
-    services.share_grant(document=document, role=DocumentShare.EDITOR, user=bob)
+    share_grant(resource_type="Document", resource_id=document.pk, role="editor", user=bob)
     url = f"{live_daphne.url}/docs/{document.pk}/"
 
     alice_page = open_page("alice")
@@ -122,7 +122,7 @@ def test_a_viewer_sees_live_edits_in_a_read_only_editor(
     open_page: Callable[[str], Any], live_daphne: LiveServer, alice: Any, bob: Any
 ) -> None:
     document = services.document_create(owner=alice, title="Read me")
-    services.share_grant(document=document, role=DocumentShare.VIEWER, user=bob)
+    share_grant(resource_type="Document", resource_id=document.pk, role="viewer", user=bob)
     url = f"{live_daphne.url}/docs/{document.pk}/"
     alice_page = open_page("alice")
     alice_page.goto(url)

@@ -12,7 +12,9 @@ from pycrdt import Channel, Doc, Provider, Text
 
 from collab import protocol, services
 from collab.conf import LIMITS
-from collab.models import Document, DocumentShare, DocumentUpdate
+from collab.models import Document, DocumentUpdate
+from policies.models import ShareGrant
+from policies.services import share_grant, share_grant_delete
 from tests.collab.yclient import YClient, awareness_states, connect
 
 # serialized_rollback: the default policy set (migration data) survives the flush between tests.
@@ -109,8 +111,8 @@ async def test_awareness_is_relayed_answered_on_query_and_removed_on_close(setup
 
 
 async def test_a_viewer_receives_updates_but_its_own_are_dropped(setup: dict[str, Any]) -> None:
-    await sync_to_async(services.share_grant)(
-        document=setup["document"], role=DocumentShare.VIEWER, user=setup["bob_user"]
+    await sync_to_async(share_grant)(
+        resource_type="Document", resource_id=setup["doc"], role="viewer", user=setup["bob_user"]
     )
     owner = await connect(setup["doc"], setup["alice"])
     viewer = await connect(setup["doc"], setup["bob"])
@@ -199,12 +201,12 @@ async def test_the_document_size_limit_refuses_growth(setup: dict[str, Any], mon
 
 
 async def test_revoking_a_share_takes_effect_on_the_open_socket(setup: dict[str, Any]) -> None:
-    share = await sync_to_async(services.share_grant)(
-        document=setup["document"], role=DocumentShare.EDITOR, user=setup["bob_user"]
+    share = await sync_to_async(share_grant)(
+        resource_type="Document", resource_id=setup["doc"], role="editor", user=setup["bob_user"]
     )
     bob = await connect(setup["doc"], setup["bob"])
     assert bob.synced and bob.closed_code is None
-    await sync_to_async(services.share_revoke)(share=share)
+    await sync_to_async(share_grant_delete)(grant=share)
     await bob.pump(wait=2, until=lambda: bob.closed_code is not None)
     assert bob.denied and bob.closed_code == protocol.CLOSE_FORBIDDEN
 
@@ -212,24 +214,32 @@ async def test_revoking_a_share_takes_effect_on_the_open_socket(setup: dict[str,
 async def test_a_policy_change_rechecks_open_sockets(setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from webconnect.kernel import sessions
 
-    bob_share = await sync_to_async(services.share_grant)(
-        document=setup["document"], role=DocumentShare.EDITOR, user=setup["bob_user"]
+    bob_share = await sync_to_async(share_grant)(
+        resource_type="Document", resource_id=setup["doc"], role="editor", user=setup["bob_user"]
     )
     bob = await connect(setup["doc"], setup["bob"])
-    # The policy now denies everything that is not the owner (rows changed without a notification).
-    await DocumentShare.objects.filter(pk=bob_share.pk).adelete()
+    # The share goes and the policy version moves behind this process's back (another
+    # process saved it); then the kernel re-checks, as the policy poller would.
+    from django.db.models import F
+
+    from policies import engine
+    from policies.models import PolicyState
+
+    await ShareGrant.objects.filter(pk=bob_share.pk).adelete()
+    await PolicyState.objects.filter(pk=1).aupdate(version=F("version") + 1)
+    engine.mark_stale()
     await sessions.recheck_all_sessions()
     await bob.pump(wait=2, until=lambda: bob.closed_code is not None)
     assert bob.closed_code == protocol.CLOSE_FORBIDDEN
 
 
 async def test_downgrading_an_editor_closes_the_socket_so_the_page_turns_read_only(setup: dict[str, Any]) -> None:
-    await sync_to_async(services.share_grant)(
-        document=setup["document"], role=DocumentShare.EDITOR, user=setup["bob_user"]
+    await sync_to_async(share_grant)(
+        resource_type="Document", resource_id=setup["doc"], role="editor", user=setup["bob_user"]
     )
     bob = await connect(setup["doc"], setup["bob"])
-    await sync_to_async(services.share_grant)(
-        document=setup["document"], role=DocumentShare.VIEWER, user=setup["bob_user"]
+    await sync_to_async(share_grant)(
+        resource_type="Document", resource_id=setup["doc"], role="viewer", user=setup["bob_user"]
     )
     await bob.pump(wait=2, until=lambda: bob.closed_code is not None)
     assert bob.closed_code == protocol.CLOSE_PERMISSIONS_CHANGED

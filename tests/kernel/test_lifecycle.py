@@ -22,8 +22,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from collab import services as collab_services
-from collab.models import DocumentShare
 from collab.protocol import sync_step1
+from policies.services import share_grant
 from tests.conftest import PASSWORD, LiveServer
 from tests.policies.test_invalidation import _install_namespaces
 
@@ -204,7 +204,7 @@ def test_a_forbid_saved_on_the_same_process_closes_a_viewers_document_socket(
     mint_token: Callable[..., str],
     both_sockets: list[ClientConnection],
 ) -> None:
-    collab_services.share_grant(document=document, role=DocumentShare.VIEWER, user=bob)
+    share_grant(resource_type="Document", resource_id=document.pk, role="viewer", user=bob)
     make_user("chief", superuser=True)
     # A server of its own: a shared server that saved in the admin before keeps content-type
     # ids cached across the test database's flush and restore.

@@ -6,13 +6,6 @@ from typing import Any
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def _fresh_watch_state() -> None:
-    from policies import watch
-
-    watch.reset()
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _close_worker_thread_connections(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
     """Async tests reach the database from executor threads (sync_to_async), whose

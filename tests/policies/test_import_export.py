@@ -131,13 +131,17 @@ def test_the_management_commands_round_trip(tmp_path: Any) -> None:
 
 
 def test_a_share_grant_must_link_a_template(alice: Any, admin_user: Any) -> None:
+    from collab.services import document_create
+
     client = Client()
     client.force_login(admin_user)
     plain = AccessPolicy.objects.get(name="signed-in-chat")
     template = AccessPolicy.objects.get(name="share-viewer")
-    form = {"principal_type": "User", "principal_id": str(alice.pk), "resource_type": "Document", "resource_id": "3"}
+    document = document_create(owner=admin_user, title="Shared from the admin")
+    form = {"user": str(alice.pk), "resource_type": "Document", "resource_id": str(document.pk)}
+    # Only templates are offered (a plain policy is not a valid choice).
     response = client.post("/admin/policies/sharegrant/add/", {**form, "template": plain.pk})
-    assert response.status_code == 200 and "is not a template" in response.content.decode()
+    assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
     response = client.post("/admin/policies/sharegrant/add/", {**form, "template": template.pk})
     assert response.status_code == 302
-    assert authorize(Principal(alice), "read", Resource("Document", "3"))
+    assert authorize(Principal(alice), "read", Resource("Document", str(document.pk)))
