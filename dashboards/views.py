@@ -12,8 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from dashboards import selectors, services
 from dashboards.api.views import dashboard_data
-from dashboards.models import Dashboard
-from dashboards.validation import KINDS
+from dashboards.models import Dashboard, Widget
 from webconnect.authorization import Principal
 
 
@@ -43,8 +42,9 @@ def dashboard_detail(request: HttpRequest, dashboard_id: int) -> HttpResponse:
     # into the page; the others arrive as "no access" with a title only.
     data: dict[str, Any] = dashboard_data(principal, dashboard, with_widgets=True)
     data["updated_at"] = data["updated_at"].isoformat()
-    return render(
-        request,
-        "dashboards/dashboard_detail.html",
-        {"dashboard": dashboard, "config": data, "kinds": KINDS, "can_edit": data["can_edit"]},
-    )
+    data["notes"] = selectors.value_notes(dashboard)
+    context: dict[str, Any] = {"dashboard": dashboard, "config": data, "can_edit": data["can_edit"]}
+    if data["can_edit"]:
+        context["kind_choices"] = Widget.Kind.choices
+        context["channel_suggestions"] = selectors.channel_suggestions(principal)
+    return render(request, "dashboards/dashboard_detail.html", context)
