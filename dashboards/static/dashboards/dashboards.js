@@ -76,6 +76,7 @@
   function isPlainObject(v) { return v !== null && typeof v === "object" && !Array.isArray(v); }
   function cellText(value, options) {
     if (value === null || value === undefined) return "–";
+    if (isPlainObject(value) && !Object.keys(value).length) return "–";
     if (typeof value === "number") return format(value, options);
     if (typeof value === "string") return value;
     if (typeof value === "boolean") return value ? "yes" : "no";
@@ -242,12 +243,9 @@
     var size = function () {
       return { width: Math.max(100, box.clientWidth), height: Math.max(30, box.clientHeight - (axes ? 30 : 0)) };
     };
-    var x = { time: true };
-    // Charts with axes show the whole range, not only the part that has data.
-    if (axes) x.range = function (u, min, max) {
-      var view = self.view();
-      return [view.from / 1000, Math.max(view.to / 1000, max || 0)];
-    };
+    // Charts with axes show the whole range, not only the part that has data: draw() sets
+    // the x scale (uPlot's own auto-range widens a single point to a day).
+    var x = axes ? { time: true, auto: false } : { time: true };
     var opts = Object.assign(size(), {
       series: series, legend: { show: axes }, cursor: { show: axes },
       axes: axes ? [{}, { size: 50 }] : [{ show: false }, { show: false }],
@@ -404,7 +402,12 @@
     var kind = this.spec.kind;
     var data = [this.xs].concat(this.ys);
     if (kind === "line" && this.plot) {
-      this.plot.setData(data);
+      // The first bucket may start a little before the range: keep it in view.
+      var view = this.view();
+      var lo = Math.min(view.from / 1000, this.xs.length ? this.xs[0] : Infinity);
+      var hi = Math.max(view.to / 1000, this.xs.length ? this.xs[this.xs.length - 1] : -Infinity);
+      this.plot.setData(data, false);
+      this.plot.setScale("x", { min: lo, max: hi });
       this.showEmpty(!this.xs.length && this.loaded);
     }
     var path = this.spec.value_paths[0];
@@ -506,11 +509,11 @@
     var table = el("table", "data-table");
     var newest = this.rows.length ? this.rows.reduce(function (a, b) { return a.ts >= b.ts ? a : b; }) : null;
     var listAt = paths.length === 1 && newest ? lookup(newest.payload, paths[0]) : null;
-    if (listAt && listAt.ok && Array.isArray(listAt.value) && listAt.value.length && listAt.value.every(isPlainObject)) {
+    if (listAt && listAt.ok && Array.isArray(listAt.value) && listAt.value.every(isPlainObject)) {
       var keys = [];
       listAt.value.forEach(function (obj) { Object.keys(obj).forEach(function (k) { if (keys.indexOf(k) < 0) keys.push(k); }); });
       var head = el("tr");
-      keys.forEach(function (k) { head.appendChild(el("th", "", k)); });
+      (keys.length ? keys : [paths[0]]).forEach(function (k) { head.appendChild(el("th", "", k)); });
       table.appendChild(el("thead")).appendChild(head);
       var tbody = table.appendChild(el("tbody"));
       listAt.value.slice(0, 200).forEach(function (obj) {
@@ -518,6 +521,11 @@
         keys.forEach(function (k) { tr.appendChild(el("td", "", cellText(obj[k], self.options))); });
         tbody.appendChild(tr);
       });
+      if (!listAt.value.length) {
+        var none = el("td", "muted", "none");
+        none.colSpan = Math.max(1, keys.length);
+        tbody.appendChild(el("tr")).appendChild(none);
+      }
       var caption = el("caption", "muted", "as of " + new Date(newest.ts).toLocaleTimeString());
       table.insertBefore(caption, table.firstChild);
     } else {
