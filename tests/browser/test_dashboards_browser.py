@@ -347,6 +347,11 @@ def test_an_editor_drags_and_resizes_widgets_and_the_layout_is_kept(
     page.wait_for_function("document.querySelector('[data-testid=layout-status]').textContent === 'Layout saved'")
     assert grid_box(page, a.pk) == (8, 0, 4, 2)
     assert grid_box(page, c.pk)[2:] == (6, 3)
+    # Half as wide, C reloads its history in buckets twice as wide (one point per ~2 px).
+    page.wait_for_function(
+        f"performance.getEntriesByType('resource').some(e => e.name.includes('/widgets/{c.pk}/series/')"
+        " && e.name.includes('step=2000'))"
+    )
     # What the page shows is what the server keeps (B made room for A wherever the grid put it).
     shown = {w.pk: grid_box(page, w.pk) for w in (a, b, c)}
     layout = wait_for_layout(dashboard, shown)

@@ -1068,8 +1068,18 @@
   function flushLayout() { if (saveTimer) saveLayout(true); }
   grid.on("change", scheduleSave);
   window.addEventListener("pagehide", flushLayout);
+  // A chart made wider or narrower gets history at the bucket width that suits its new size.
   grid.on("resizestop", function (event, item) {
     var w = widgetsById[Number(item.dataset.widget)];
-    if (w) setTimeout(function () { w.draw(); }, 0);
+    if (!w) return;
+    setTimeout(function () {
+      if (pickStep(w.view().span, w.body.clientWidth || 600) !== w.step && w.spec.kind !== "table" && w.spec.kind !== "log") {
+        w.reset();
+        w.loadHistory();
+        showRangeNote();
+      } else {
+        w.draw();
+      }
+    }, 400); // after the grid's resize animation
   });
 })();
