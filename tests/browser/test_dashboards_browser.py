@@ -402,6 +402,15 @@ def test_a_viewer_cannot_drag_or_resize(page: Any, live_daphne: LiveServer, make
     assert writes == []
     dashboard.refresh_from_db()
     assert dashboard.layout == [{"id": a.pk, "x": 0, "y": 0, "w": 4, "h": 2}]
+    # On a phone the grid is one column: each widget takes the whole width.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function("window.dashboardGrid.getColumn() === 1")
+    page.wait_for_function(
+        f"""document.querySelector('[data-testid=widget-{a.pk}]').getBoundingClientRect().width
+            >= document.getElementById('dash-grid').getBoundingClientRect().width - 2"""
+    )
+    page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 800})
     # An empty dashboard tells a viewer there is nothing yet, without editing hints.
     empty = services.dashboard_create(owner=owner, title="Nothing", visibility="public")
     open_page(page, f"{live_daphne.url}/dashboards/{empty.pk}/")
