@@ -45,7 +45,7 @@ OPS_WIDGETS: list[dict[str, Any]] = [
      "w": 3},
     {"kind": "bar", "title": "Health (1 = ok)", "value_paths": ["db.ok", "redis.ok"], "options": {"max": 1}, "w": 3},
     {"kind": "table", "title": "Per process: frames and errors", "value_paths": ["process", "frames_in", "frames_out",
-     "errors"], "options": {"rows": 10}, "w": 12},
+     "errors"], "options": {"rows": 10, "key": "process"}, "w": 12},
     {"kind": "table", "title": "Last job results", "value_paths": ["jobs"], "options": {"rows": 3}, "w": 12},
 ]  # fmt: skip
 

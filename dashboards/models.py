@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from dashboards import paths
+from dashboards.layout import layout_problem
 from dashboards.validation import widget_problems
 
 
@@ -21,8 +20,8 @@ class Dashboard(models.Model):
     title = models.CharField(max_length=200)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="dashboards")
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
-    # [{"id": <widget id>, "w": 1..12, "h": 1..6}, ...] in display order; widgets not
-    # listed go last with their default size.
+    # [{"id": <widget id>, "x": 0..11, "y", "w": 1..12, "h": 1..6}, ...] in reading
+    # order (dashboards/layout.py); widgets not listed are placed after the others.
     layout = models.JSONField(default=list, blank=True)
     system = models.CharField(
         max_length=32, blank=True, default="", help_text="Set for built-in dashboards (demo, ops) created by code."
@@ -40,21 +39,6 @@ class Dashboard(models.Model):
         problem = layout_problem(self.layout)
         if problem:
             raise ValidationError({"layout": problem})
-
-
-def layout_problem(layout: Any) -> str:
-    """Why `layout` is not a valid layout list, or "" when it is."""
-    if not isinstance(layout, list):
-        return "layout must be a list of {id, w, h}"
-    for item in layout:
-        if not isinstance(item, dict) or set(item) - {"id", "w", "h"}:
-            return "each layout item is {id, w, h}"
-        if not isinstance(item.get("id"), int) or isinstance(item.get("id"), bool):
-            return "layout item id must be a widget id"
-        w, h = item.get("w", 6), item.get("h", 2)
-        if not (isinstance(w, int) and 1 <= w <= 12 and isinstance(h, int) and 1 <= h <= 6):
-            return "layout w must be 1..12 and h 1..6"
-    return ""
 
 
 class Widget(models.Model):

@@ -8,7 +8,10 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Avg, Count, ExpressionWrapper, F, IntegerField, Max, Min, Q, QuerySet, Value
 
+from dashboards import layout
+from dashboards.layout import Box
 from dashboards.models import Dashboard, SeriesPoint, Widget
+from dashboards.ops import OPS_CHANNEL
 from dashboards.validation import NUMERIC_KINDS
 from policies.selectors import shared_resource_ids
 from webconnect.authorization import authorize
@@ -69,18 +72,53 @@ def channel_access(principal: Principal, channel: str) -> ChannelAccess:
     return ChannelAccess(True)
 
 
-def widget_list(dashboard: Dashboard) -> list[Widget]:
-    """The dashboard's widgets in layout order (unlisted ones last, by id)."""
-    widgets = list(dashboard.widgets.all())
-    order = {item["id"]: i for i, item in enumerate(dashboard.layout or []) if isinstance(item, dict)}
-    return sorted(widgets, key=lambda w: (order.get(w.pk, len(order)), w.pk))
+def layout_boxes(dashboard: Dashboard, widgets: list[tuple[int, str]] | None = None) -> list[Box]:
+    """Where each widget (id, kind) sits on the grid, in reading order (see dashboards/layout.py)."""
+    if widgets is None:
+        widgets = list(dashboard.widgets.values_list("id", "kind"))
+    stored = [item for item in dashboard.layout or [] if isinstance(item, dict)]
+    return layout.place(stored, widgets)
 
 
-def widget_size(dashboard: Dashboard, widget: Widget) -> tuple[int, int]:
-    for item in dashboard.layout or []:
-        if isinstance(item, dict) and item.get("id") == widget.pk:
-            return int(item.get("w", 6)), int(item.get("h", 2))
-    return (12 if widget.kind in ("line", "log", "table") else 4), 2
+def channel_suggestions(principal: Principal, limit: int = 50) -> list[str]:
+    """Channels that widgets already read and this principal may read too, for the editor's channel field."""
+    channels = Widget.objects.order_by("channel").values_list("channel", flat=True).distinct()[: limit * 4]
+    return [c for c in channels if channel_access(principal, c).allowed][:limit]
+
+
+def value_notes(dashboard: Dashboard) -> dict[str, dict[str, str]]:
+    """What a null value means, per channel and value path, where the server knows (the ops figures).
+
+    The ops publisher sends null for figures it cannot read in this deployment, such
+    as the Celery queue length without a Redis broker; the page shows the reason
+    instead of a bare dash.
+    """
+    if dashboard.system != "ops":
+        return {}
+    notes: dict[str, str] = {}
+    broker = str(getattr(settings, "CELERY_BROKER_URL", "") or "").partition(":")[0]
+    if broker and broker not in ("redis", "rediss"):
+        notes["celery_queue"] = f"n/a ({broker} broker)"
+    elif settings.REDIS_URL:
+        notes["celery_queue"] = "n/a (Redis unreachable)"
+    if not settings.REDIS_URL:
+        notes["redis.ok"] = "n/a (embedded mode)"
+    return {OPS_CHANNEL: notes}
+
+
+def widget_list(dashboard: Dashboard) -> list[tuple[Widget, Box]]:
+    """The dashboard's widgets with their boxes, in reading order (top to bottom, left to right)."""
+    widgets = {w.pk: w for w in dashboard.widgets.all()}
+    boxes = layout_boxes(dashboard, [(w.pk, w.kind) for w in widgets.values()])
+    return [(widgets[box["id"]], box) for box in boxes]
+
+
+def widget_box(dashboard: Dashboard, widget: Widget) -> Box:
+    for box in layout_boxes(dashboard):
+        if box["id"] == widget.pk:
+            return box
+    w, h = layout.default_size(widget.kind)
+    return Box(id=widget.pk, x=0, y=0, w=w, h=h)
 
 
 class QueryError(Exception):

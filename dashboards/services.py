@@ -10,8 +10,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from dashboards import metrics, paths
-from dashboards.models import Dashboard, SeriesPoint, Widget, layout_problem
+from dashboards import metrics, paths, selectors
+from dashboards.layout import Box, add_box, default_size, layout_problem
+from dashboards.layout import place as layout_place
+from dashboards.models import Dashboard, SeriesPoint, Widget
 from dashboards.selectors import channel_paths
 from dashboards.validation import widget_problems
 from webconnect.identity import Principal
@@ -40,18 +42,22 @@ def dashboard_update(*, dashboard: Dashboard, data: dict[str, Any]) -> Dashboard
     return dashboard
 
 
-def layout_normalise(dashboard: Dashboard, layout: Any) -> list[dict[str, int]]:
-    """Keep only this dashboard's widgets, once each, in the given order."""
+def layout_normalise(dashboard: Dashboard, layout: Any) -> list[Box]:
+    """A box for each of this dashboard's widgets, once each, in reading order.
+
+    Items of other dashboards' widgets are dropped; widgets the layout leaves out
+    keep their size and go to the first free spot after the others.
+    """
     if problem := layout_problem(layout):
         raise ValidationError({"layout": problem})
-    own = set(dashboard.widgets.values_list("id", flat=True))
-    seen: set[int] = set()
-    result = []
-    for item in layout:
-        if item["id"] in own and item["id"] not in seen:
-            seen.add(item["id"])
-            result.append({"id": item["id"], "w": item.get("w", 6), "h": item.get("h", 2)})
-    return result
+    kinds = list(dashboard.widgets.values_list("id", "kind"))
+    given = {item["id"] for item in layout}
+    left_out = [
+        {"id": box["id"], "w": box["w"], "h": box["h"]}
+        for box in selectors.layout_boxes(dashboard, kinds)
+        if box["id"] not in given
+    ]
+    return layout_place([*layout, *left_out], kinds)
 
 
 def _check_widget(kind: str, channel: str, value_paths: Any, options: Any) -> None:
@@ -77,10 +83,11 @@ def widget_create(
     widget = Widget.objects.create(
         dashboard=dashboard, kind=kind, title=title, channel=channel, value_paths=value_paths, options=options
     )
-    layout = [item for item in dashboard.layout or [] if isinstance(item, dict)]
-    default_w = 12 if kind in ("line", "log", "table") else 4
-    layout.append({"id": widget.pk, "w": w or default_w, "h": h or 2})
-    dashboard.layout = layout
+    # Existing boxes keep their place; the new one goes to the first free spot that fits.
+    others = [item for item in dashboard.widgets.values_list("id", "kind") if item[0] != widget.pk]
+    boxes = selectors.layout_boxes(dashboard, others)
+    default_w, default_h = default_size(kind)
+    dashboard.layout = add_box(boxes, widget.pk, w or default_w, h or default_h)
     dashboard.full_clean()
     dashboard.save(update_fields=["layout", "updated_at"])
     return widget

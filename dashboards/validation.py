@@ -11,7 +11,7 @@ KINDS = ("line", "gauge", "stat", "bar", "table", "log")
 # Kinds that draw numbers need at least one value path; a log shows whole messages.
 NUMERIC_KINDS = ("line", "gauge", "stat", "bar")
 MAX_SERIES = 8
-OPTION_KEYS = {"unit", "decimals", "min", "max", "thresholds", "colors", "window", "rows"}
+OPTION_KEYS = {"unit", "decimals", "min", "max", "thresholds", "colors", "window", "rows", "key"}
 
 
 def channel_problem(channel: object) -> str:
@@ -53,6 +53,9 @@ def _options_problem(options: dict[str, Any]) -> str:
     window = options.get("window", 300)
     if not isinstance(window, int) or isinstance(window, bool) or not 10 <= window <= 31 * 86400:
         return "window is a number of seconds from 10 to 2678400"
+    decimals = options.get("decimals", 0)
+    if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 10:
+        return "decimals is a whole number from 0 to 10"
     for key in ("min", "max"):
         if key in options and not _is_number(options[key]):
             return f"{key} must be a number"
@@ -67,6 +70,8 @@ def _options_problem(options: dict[str, Any]) -> str:
     colors = options.get("colors", [])
     if not isinstance(colors, list) or not all(isinstance(c, str) and len(c) <= 32 for c in colors):
         return "colors is a list of CSS colours"
+    if "key" in options and (not isinstance(options["key"], str) or not paths.valid_path(options["key"])):
+        return "key is a value path (a table keeps one row per value found there)"
     if "unit" in options and (not isinstance(options["unit"], str) or len(options["unit"]) > 16):
         return "unit is a short string"
     return ""

@@ -13,8 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from dashboards import selectors, services
 from dashboards.api.views import dashboard_data
-from dashboards.models import Dashboard
-from dashboards.validation import KINDS
+from dashboards.models import Dashboard, Widget
 from webconnect.authorization import authorize
 from webconnect.identity import principal_from_request
 
@@ -45,18 +44,18 @@ def dashboard_detail(request: HttpRequest, dashboard_id: int) -> HttpResponse:
     # into the page; the others arrive as "no access" with a title only.
     data: dict[str, Any] = dashboard_data(principal, dashboard, with_widgets=True)
     data["updated_at"] = data["updated_at"].isoformat()
+    data["notes"] = selectors.value_notes(dashboard)
     may_share = bool(authorize(principal, "share", selectors.dashboard_resource(dashboard)))
-    return render(
-        request,
-        "dashboards/dashboard_detail.html",
-        {
-            "dashboard": dashboard,
-            "config": data,
-            "kinds": KINDS,
-            "can_edit": data["can_edit"],
-            "share_dialog": share_dialog(dashboard) if may_share else None,
-        },
-    )
+    context: dict[str, Any] = {
+        "dashboard": dashboard,
+        "config": data,
+        "can_edit": data["can_edit"],
+        "share_dialog": share_dialog(dashboard) if may_share else None,
+    }
+    if data["can_edit"]:
+        context["kind_choices"] = Widget.Kind.choices
+        context["channel_suggestions"] = selectors.channel_suggestions(principal)
+    return render(request, "dashboards/dashboard_detail.html", context)
 
 
 def share_dialog(dashboard: Dashboard) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dashboards import selectors, services
+from dashboards.layout import Box
 from dashboards.models import Dashboard, Widget
 from dashboards.validation import KINDS
 from policies.api.sharing import ResourceShareDetailApi, ResourceSharesApi, ShareTarget
@@ -54,11 +55,12 @@ def widget_for(principal: Principal, widget_id: int, action: str) -> Widget:
     return widget
 
 
-def widget_data(principal: Principal, dashboard: Dashboard, widget: Widget) -> dict[str, Any]:
+def widget_data(principal: Principal, dashboard: Dashboard, widget: Widget, box: Box | None = None) -> dict[str, Any]:
     """A widget as a viewer may see it: without channel or paths when the channel is not readable."""
     access = selectors.channel_access(principal, widget.channel)
-    w, h = selectors.widget_size(dashboard, widget)
-    data: dict[str, Any] = {"id": widget.pk, "kind": widget.kind, "title": widget.title, "w": w, "h": h}
+    box = box or selectors.widget_box(dashboard, widget)
+    data: dict[str, Any] = {"id": widget.pk, "kind": widget.kind, "title": widget.title}
+    data.update(x=box["x"], y=box["y"], w=box["w"], h=box["h"])
     if access.allowed:
         data.update(
             status="ok", channel=widget.channel, value_paths=widget.value_paths, options=widget.options, message=""
@@ -80,7 +82,7 @@ def dashboard_data(principal: Principal, dashboard: Dashboard, *, with_widgets: 
         "updated_at": dashboard.updated_at,
     }
     if with_widgets:
-        data["widgets"] = [widget_data(principal, dashboard, w) for w in selectors.widget_list(dashboard)]
+        data["widgets"] = [widget_data(principal, dashboard, w, box) for w, box in selectors.widget_list(dashboard)]
     return data
 
 
@@ -89,8 +91,10 @@ class WidgetOutputSerializer(serializers.Serializer[Any]):
     id = serializers.IntegerField()
     kind = serializers.ChoiceField(choices=KINDS)
     title = serializers.CharField()
-    w = serializers.IntegerField()
-    h = serializers.IntegerField()
+    x = serializers.IntegerField(help_text="column of the left edge, 0-11")
+    y = serializers.IntegerField(help_text="row of the top edge")
+    w = serializers.IntegerField(help_text="width in columns, 1-12")
+    h = serializers.IntegerField(help_text="height in rows, 1-6")
     status = serializers.ChoiceField(choices=["ok", "no_access", "no_channel"])
     message = serializers.CharField()
     channel = serializers.CharField(allow_null=True)
@@ -141,7 +145,10 @@ class DashboardDetailApi(APIView):
     class InputSerializer(serializers.Serializer[Any]):
         title = serializers.CharField(max_length=200, required=False)
         visibility = serializers.ChoiceField(choices=Dashboard.Visibility.choices, required=False)
-        layout = serializers.JSONField(required=False, help_text="[{id, w (1-12), h (1-6)}, ...] in display order")
+        layout = serializers.JSONField(
+            required=False,
+            help_text="[{id, x (0-11), y, w (1-12), h (1-6)}, ...]; items without x and y go to the first free spot",
+        )
 
     @extend_schema(responses=DashboardOutputSerializer)
     def get(self, request: Request, dashboard_id: int) -> Response:

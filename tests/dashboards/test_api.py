@@ -37,25 +37,78 @@ def test_owner_creates_a_dashboard_and_adds_widgets(alice: Any) -> None:
     assert widget["channel"] == "demo.sensors"
     detail = client.get(f"/api/dashboards/{dashboard_id}/").json()
     assert [w["id"] for w in detail["widgets"]] == [widget["id"]]
-    assert detail["layout"] == [{"id": widget["id"], "w": 12, "h": 2}]
+    assert detail["layout"] == [{"id": widget["id"], "x": 0, "y": 0, "w": 12, "h": 2}]
+    assert (widget["x"], widget["y"], widget["w"], widget["h"]) == (0, 0, 12, 2)
 
 
 def test_layout_is_saved_and_foreign_widgets_are_dropped(alice: Any) -> None:
     dashboard = make_dashboard(alice)
     first = services.widget_create(dashboard=dashboard, kind="stat", title="A", channel="demo.x", value_paths=["v"])
     second = services.widget_create(dashboard=dashboard, kind="log", title="B", channel="demo.x", value_paths=[])
-    layout = [{"id": second.pk, "w": 6, "h": 3}, {"id": 999999, "w": 6, "h": 2}, {"id": first.pk, "w": 4, "h": 1}]
+    layout = [
+        {"id": first.pk, "x": 6, "y": 1, "w": 4, "h": 1},
+        {"id": 999999, "x": 0, "y": 0, "w": 6, "h": 2},
+        {"id": second.pk, "x": 0, "y": 0, "w": 6, "h": 3},
+    ]
     response = client_for(alice).patch(
         f"/api/dashboards/{dashboard.pk}/", {"layout": layout}, content_type="application/json"
     )
     assert response.status_code == 200, response.json()
-    assert response.json()["layout"] == [{"id": second.pk, "w": 6, "h": 3}, {"id": first.pk, "w": 4, "h": 1}]
-    assert [w["title"] for w in response.json()["widgets"]] == ["B", "A"]
-    bad = client_for(alice).patch(
-        f"/api/dashboards/{dashboard.pk}/", {"layout": [{"id": first.pk, "w": 40}]}, content_type="application/json"
+    # Reading order (top to bottom, left to right); the other dashboard's widget is gone.
+    assert response.json()["layout"] == [
+        {"id": second.pk, "x": 0, "y": 0, "w": 6, "h": 3},
+        {"id": first.pk, "x": 6, "y": 1, "w": 4, "h": 1},
+    ]
+    assert [(w["title"], w["x"], w["y"]) for w in response.json()["widgets"]] == [("B", 0, 0), ("A", 6, 1)]
+    for bad, says in (
+        ({"id": first.pk, "w": 40}, "1..12"),
+        ({"id": first.pk, "x": 10, "y": 0, "w": 4, "h": 1}, "x + w at most 12"),
+        ({"id": first.pk, "x": 0, "w": 4, "h": 1}, "both x and y"),
+        ({"id": first.pk, "x": 0, "y": -1, "w": 4, "h": 1}, "y must be"),
+    ):
+        answer = client_for(alice).patch(
+            f"/api/dashboards/{dashboard.pk}/", {"layout": [bad]}, content_type="application/json"
+        )
+        assert answer.status_code == 400
+        assert answer.json()["code"] == "invalid"
+        assert says in str(answer.json()["errors"]["layout"])
+
+
+def test_new_widgets_go_to_the_first_free_spot(alice: Any) -> None:
+    dashboard = make_dashboard(alice)
+    stats = [
+        services.widget_create(dashboard=dashboard, kind="stat", title=f"S{i}", channel="demo.x", value_paths=["v"])
+        for i in range(4)
+    ]
+    line = services.widget_create(dashboard=dashboard, kind="line", title="L", channel="demo.x", value_paths=["v"])
+    boxes = {box["id"]: (box["x"], box["y"], box["w"], box["h"]) for box in dashboard.layout}
+    # Three 4-wide stats fill the first row; the fourth starts the next one; the line goes below.
+    assert [boxes[s.pk] for s in stats] == [(0, 0, 4, 2), (4, 0, 4, 2), (8, 0, 4, 2), (0, 2, 4, 2)]
+    assert boxes[line.pk] == (0, 4, 12, 2)
+    # A gap left by a removed widget is reused.
+    services.widget_delete(widget=stats[1])
+    dashboard.refresh_from_db()
+    gauge = services.widget_create(dashboard=dashboard, kind="gauge", title="G", channel="demo.x", value_paths=["v"])
+    assert {box["id"]: box for box in dashboard.layout}[gauge.pk]["x"] == 4
+
+
+def test_a_layout_saved_without_positions_is_placed_as_before(alice: Any) -> None:
+    """Layouts stored before positions existed ({id, w, h} in display order) still show, flowed in order."""
+    dashboard = make_dashboard(alice)
+    a = services.widget_create(dashboard=dashboard, kind="line", title="A", channel="demo.x", value_paths=["v"])
+    b = services.widget_create(dashboard=dashboard, kind="stat", title="B", channel="demo.x", value_paths=["v"])
+    c = services.widget_create(dashboard=dashboard, kind="stat", title="C", channel="demo.x", value_paths=["v"])
+    Dashboard.objects.filter(pk=dashboard.pk).update(
+        layout=[{"id": c.pk, "w": 6, "h": 2}, {"id": a.pk, "w": 12, "h": 2}, {"id": b.pk, "w": 6, "h": 1}]
     )
-    assert bad.status_code == 400
-    assert "1..12" in str(bad.json())
+    widgets = client_for(alice).get(f"/api/dashboards/{dashboard.pk}/").json()["widgets"]
+    assert [(w["title"], w["x"], w["y"], w["w"], w["h"]) for w in widgets] == [
+        ("C", 0, 0, 6, 2),
+        ("B", 6, 0, 6, 1),
+        ("A", 0, 2, 12, 2),
+    ]
+    page = client_for(alice).get(f"/dashboards/{dashboard.pk}/").content.decode()
+    assert f'gs-id="{a.pk}" gs-x="0" gs-y="2" gs-w="12" gs-h="2"' in page
 
 
 @pytest.mark.parametrize(
@@ -156,6 +209,7 @@ def test_widget_edit_and_delete(alice: Any) -> None:
     assert client.delete(f"/api/dashboards/widgets/{widget.pk}/").status_code == 204
     assert not Widget.objects.exists()
     assert Dashboard.objects.get().layout == []
+    assert client.delete(f"/api/dashboards/widgets/{widget.pk}/").status_code == 404
 
 
 def test_openapi_schema_lists_the_dashboard_endpoints(alice: Any) -> None:
