@@ -1,6 +1,8 @@
 // The co-editing page: Tiptap 3 on a Yjs document synced by y-websocket's stock provider.
 // Configuration comes from <script id="collab-config" type="application/json"> rendered by Django.
-import { Editor } from '@tiptap/core'
+import { Editor, Extension } from '@tiptap/core'
+import { Plugin } from '@tiptap/pm/state'
+import { Decoration, DecorationSet } from '@tiptap/pm/view'
 import StarterKit from '@tiptap/starter-kit'
 import Collaboration from '@tiptap/extension-collaboration'
 import CollaborationCaret from '@tiptap/extension-collaboration-caret'
@@ -22,10 +24,66 @@ function el (tag, attrs = {}, text = '') {
   return node
 }
 
+// "Start writing…" in an empty document (a decoration: nothing is stored in the Yjs document).
+const Placeholder = Extension.create({
+  name: 'webconnectPlaceholder',
+  addOptions () { return { text: 'Start writing…' } },
+  addProseMirrorPlugins () {
+    const text = this.options.text
+    return [new Plugin({
+      props: {
+        decorations (state) {
+          const doc = state.doc
+          const first = doc.firstChild
+          if (doc.childCount !== 1 || !first || !first.isTextblock || first.content.size > 0) return null
+          return DecorationSet.create(doc, [Decoration.node(0, first.nodeSize, { class: 'is-empty', 'data-placeholder': text })])
+        }
+      }
+    })]
+  }
+})
+
+// The inline title: saved through the REST API when it loses focus or on Enter.
+function titleEditor () {
+  const input = document.querySelector('[data-testid="doc-title-input"]')
+  if (!input) return
+  let saved = input.value
+  async function save () {
+    const title = input.value.trim()
+    if (!title) { input.value = saved; return }
+    if (title === saved) return
+    input.setAttribute('aria-busy', 'true')
+    try {
+      const response = await fetch(input.dataset.renameUrl, {
+        method: 'PATCH',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json', 'X-CSRFToken': input.dataset.csrf },
+        body: JSON.stringify({ title })
+      })
+      if (!response.ok) throw new Error(((await response.json().catch(() => ({}))).detail) || response.statusText)
+      saved = title
+      document.title = `${title} · webconnect`
+      input.dataset.state = 'saved'
+      input.title = 'Saved'
+    } catch (error) {
+      input.dataset.state = 'error'
+      input.title = `Not saved: ${error.message}`
+    } finally {
+      input.removeAttribute('aria-busy')
+    }
+  }
+  input.addEventListener('blur', save)
+  input.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter') { event.preventDefault(); input.blur() }
+    if (event.key === 'Escape') { input.value = saved; input.blur() }
+  })
+}
+
 function start () {
   const configNode = document.getElementById('collab-config')
   if (!configNode) return
   const config = JSON.parse(configNode.textContent)
+  titleEditor()
   const root = document.querySelector('[data-collab-editor]')
   const status = document.querySelector('[data-testid="connection-status"]')
   const avatars = document.querySelector('[data-testid="avatars"]')
@@ -44,7 +102,8 @@ function start () {
     extensions: [
       StarterKit.configure({ undoRedo: false, link: { openOnClick: false } }),
       Collaboration.configure({ document: ydoc }),
-      CollaborationCaret.configure({ provider, user })
+      CollaborationCaret.configure({ provider, user }),
+      Placeholder.configure({ text: config.canEdit ? 'Start writing…' : 'This document is empty.' })
     ]
   })
 

@@ -177,3 +177,35 @@ def test_export_downloads_and_history_restores(
     assert download.suggested_filename == "versioned.md"
     with open(download.path(), encoding="utf-8") as handle:
         assert handle.read() == "first draft\n"
+
+
+def test_an_empty_document_invites_writing_its_title_edits_inline_and_signing_out_stops_the_editor(
+    open_page: Callable[[str], Any], live_daphne: LiveServer, alice: Any
+) -> None:
+    from collab.models import Document
+
+    document = services.document_create(owner=alice, title="Untitled")
+    page = open_page("alice")
+    page.goto(f"{live_daphne.url}/docs/{document.pk}/")
+    wait_connected(page)
+    placeholder = page.locator(f"{EDITOR} p.is-empty")
+    assert placeholder.get_attribute("data-placeholder") == "Start writing…"
+    page.click(EDITOR)
+    page.keyboard.type("First words")
+    page.wait_for_function("!document.querySelector('[data-testid=editor] .tiptap p.is-empty')")
+
+    title = page.locator("[data-testid=doc-title-input]")
+    title.fill("Meeting notes")
+    title.press("Enter")
+    page.wait_for_selector("[data-testid=doc-title-input][data-state=saved]")
+    assert Document.objects.get(pk=document.pk).title == "Meeting notes"
+    assert page.title().startswith("Meeting notes")
+
+    # Signing out in another tab ends this page's socket (4002): it says so and stops editing.
+    other = page.context.new_page()
+    other.goto(f"{live_daphne.url}/")
+    other.click("form[action$='/accounts/logout/'] button")
+    status = page.locator("[data-testid=connection-status]")
+    page.wait_for_selector("[data-testid=connection-status][data-state=denied]")
+    assert "signed out" in (status.text_content() or "")
+    assert page.evaluate("window.webconnectEditor.editor.isEditable") is False

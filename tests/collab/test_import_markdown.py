@@ -167,7 +167,7 @@ def test_importing_a_file_in_the_browser_names_the_document_and_shows_the_table(
     page.set_input_files("[data-testid=import-file]", str(source))
     page.click("[data-testid=import]")
     page.wait_for_url("**/docs/*/")
-    assert page.text_content("[data-testid=doc-title]") == "Team roster"
+    assert page.input_value("[data-testid=doc-title-input]") == "Team roster"  # the owner edits it inline
     block = page.locator("[data-testid=editor] .tiptap pre code")
     block.wait_for()
     assert block.inner_text() == ALIGNED
