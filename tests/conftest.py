@@ -380,6 +380,48 @@ def chromium() -> Iterator[Any]:
 
 
 @pytest.fixture
+def open_page(chromium: Any, live_daphne: LiveServer) -> Iterator[Callable[[str], Any]]:
+    """Pages signed in as a named user on `live_daphne` (a module may give each test its own server)."""
+    contexts: list[Any] = []
+
+    def open_as(username: str) -> Any:
+        context = chromium.new_context(viewport={"width": 1100, "height": 800})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(f"{live_daphne.url}/accounts/login/")
+        page.fill("#id_username", username)
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_daphne.url}/")
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()
+
+
+def signed_in_session(server: LiveServer, username: str, path: str = "/accounts/login/") -> Any:
+    """A `requests` session signed in through a real login form (`/accounts/login/` or `/admin/login/`)."""
+    import re
+
+    import requests
+
+    session = requests.Session()
+    page = session.get(f"{server.url}{path}", timeout=10)
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert csrf is not None, page.text[:300]
+    response = session.post(
+        f"{server.url}{path}",
+        data={"csrfmiddlewaretoken": csrf.group(1), "username": username, "password": PASSWORD},
+        headers={"Referer": f"{server.url}{path}"},
+        timeout=10,
+    )
+    assert response.ok and "sessionid" in session.cookies, response.text[:300]
+    return session
+
+
+@pytest.fixture
 def page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     context = chromium.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(15_000)

@@ -28,27 +28,6 @@ def live_daphne(live_server_factory: Callable[..., LiveServer]) -> Iterator[Live
     server.stop()
 
 
-@pytest.fixture
-def open_page(chromium: Any, live_daphne: LiveServer) -> Iterator[Callable[[str], Any]]:
-    contexts: list[Any] = []
-
-    def open_as(username: str) -> Any:
-        context = chromium.new_context(viewport={"width": 1100, "height": 800})
-        context.set_default_timeout(15_000)
-        contexts.append(context)
-        page = context.new_page()
-        page.goto(f"{live_daphne.url}/accounts/login/")
-        page.fill("#id_username", username)
-        page.fill("#id_password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_daphne.url}/")
-        return page
-
-    yield open_as
-    for context in contexts:
-        context.close()
-
-
 def pick(page: Any, typed: str, name: str) -> None:
     """Type into the picker, wait for the suggestions, choose `name`."""
     page.click("[data-testid=share-who]")

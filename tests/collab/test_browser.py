@@ -9,7 +9,7 @@ import pytest
 
 from collab import services
 from policies.services import share_grant
-from tests.conftest import PASSWORD, LiveServer
+from tests.conftest import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -23,27 +23,6 @@ def live_daphne(live_server_factory: Callable[..., LiveServer]) -> Iterator[Live
     server = live_server_factory()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def open_page(chromium: Any, live_daphne: LiveServer) -> Iterator[Callable[[str], Any]]:
-    contexts: list[Any] = []
-
-    def open_as(username: str) -> Any:
-        context = chromium.new_context(viewport={"width": 1100, "height": 800})
-        context.set_default_timeout(15_000)
-        contexts.append(context)
-        page = context.new_page()
-        page.goto(f"{live_daphne.url}/accounts/login/")
-        page.fill("#id_username", username)
-        page.fill("#id_password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_daphne.url}/")
-        return page
-
-    yield open_as
-    for context in contexts:
-        context.close()
 
 
 def wait_connected(page: Any) -> None:

@@ -24,7 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 from collab import services as collab_services
 from collab.protocol import sync_step1
 from policies.services import share_grant
-from tests.conftest import PASSWORD, LiveServer
+from tests.conftest import LiveServer, signed_in_session
 from tests.policies.test_invalidation import _install_namespaces
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -78,21 +78,6 @@ def realtime_socket(server: LiveServer, headers: dict[str, str]) -> ClientConnec
     return ws
 
 
-def signed_in(server: LiveServer, username: str) -> requests.Session:
-    session = requests.Session()
-    page = session.get(f"{server.url}/accounts/login/", timeout=10)
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-    assert csrf is not None
-    response = session.post(
-        f"{server.url}/accounts/login/",
-        data={"csrfmiddlewaretoken": csrf.group(1), "username": username, "password": PASSWORD},
-        headers={"Referer": f"{server.url}/accounts/login/"},
-        timeout=10,
-    )
-    assert response.ok and "sessionid" in session.cookies, response.text[:300]
-    return session
-
-
 def cookie_headers(server: LiveServer, session: requests.Session) -> dict[str, str]:
     cookie = "; ".join(f"{name}={value}" for name, value in session.cookies.items())
     return {"Cookie": cookie, "Origin": server.url}
@@ -122,7 +107,7 @@ def both_sockets() -> Iterator[list[ClientConnection]]:
 def test_signing_out_closes_the_users_document_and_realtime_sockets_within_a_second(
     server: LiveServer, alice: Any, document: Any, both_sockets: list[ClientConnection]
 ) -> None:
-    browser = signed_in(server, "alice")
+    browser = signed_in_session(server, "alice")
     headers = cookie_headers(server, browser)
     doc_ws = connect(f"{server.ws_url}/ws/docs/{document.pk}", additional_headers=headers, open_timeout=10)
     doc_ws.send(sync_step1(b"\x00"))
@@ -212,7 +197,7 @@ def test_a_forbid_saved_on_the_same_process_closes_a_viewers_document_socket(
     viewer = bearer_socket(server, f"/ws/docs/{document.pk}", mint_token("bob", "docs:read"))
     both_sockets.append(viewer)
     assert still_open(viewer, 0.3)
-    admin = signed_in(server, "chief")
+    admin = signed_in_session(server, "chief")
     add_url = f"{server.url}/admin/policies/accesspolicy/add/"
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', admin.get(add_url, timeout=10).text)
     assert csrf is not None

@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import requests
 from django.apps import apps
 from websockets.sync.client import ClientConnection, connect
 
 from policies import engine, watch
 from policies.models import AccessPolicy, PolicyState
 from policies.services import access_policy_save
+from tests.conftest import signed_in_session
 from webconnect.authorization import authorize
 from webconnect.identity import Principal, Resource
 
@@ -124,28 +124,11 @@ def test_the_periodic_check_ends_a_live_subscription_on_another_server(
         assert "no-chat" in frame["payload"]["message"]
 
 
-def _admin_session(base: str, username: str, password: str) -> requests.Session:
-    session = requests.Session()
-    page = session.get(f"{base}/admin/login/", timeout=10)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-    assert token is not None
-    response = session.post(
-        f"{base}/admin/login/?next=/admin/",
-        data={"csrfmiddlewaretoken": token.group(1), "username": username, "password": password},
-        headers={"Referer": f"{base}/admin/login/"},
-        timeout=10,
-    )
-    assert response.ok and "/admin/login/" not in response.url
-    return session
-
-
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_a_policy_saved_on_one_server_ends_a_subscription_on_another_through_redis(
     alice: Any, make_user: Callable[..., Any], live_server_factory: Callable[..., Any], mint_token: Callable[..., str]
 ) -> None:
-    from tests.conftest import PASSWORD
-
     _install_namespaces()
     make_user("chief", superuser=True)
     editor = live_server_factory()
@@ -153,7 +136,7 @@ def test_a_policy_saved_on_one_server_ends_a_subscription_on_another_through_red
     watcher = live_server_factory(POLICY_POLL_INTERVAL="120")
     token = mint_token("alice", "realtime:read realtime:write")
     with _subscribed(watcher.ws_url, token, "chat.lobby") as ws:
-        admin = _admin_session(editor.url, "chief", PASSWORD)
+        admin = signed_in_session(editor, "chief", "/admin/login/")
         add = admin.get(f"{editor.url}/admin/policies/accesspolicy/add/", timeout=10)
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', add.text)
         assert csrf is not None
