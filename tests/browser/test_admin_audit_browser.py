@@ -1,4 +1,5 @@
-"""An administrator verifies the whole audit chain from the audit trail's list, without selecting anything."""
+"""The admin as an administrator sees it: model names read right, and the whole audit chain verifies from the
+audit trail's list without selecting anything."""
 
 from __future__ import annotations
 
@@ -16,11 +17,15 @@ def test_verify_the_whole_audit_chain_from_the_changelist_button(
     page: Any, live_daphne: LiveServer, make_user: Any
 ) -> None:
     make_user("auditor", superuser=True)
-    page.goto(f"{live_daphne.url}/admin/login/?next=/admin/webconnect/auditevent/")
+    page.goto(f"{live_daphne.url}/admin/login/?next=/admin/")
     page.fill("#id_username", "auditor")
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
-    page.wait_for_url("**/admin/webconnect/auditevent/")
+    page.wait_for_url("**/admin/")
+    index = page.text_content("#content-main") or ""
+    assert "Connection-limit policies" in index and "policys" not in index.lower()
+
+    page.goto(f"{live_daphne.url}/admin/webconnect/auditevent/")
     # Verifying is not an action on a selection any more.
     assert "Verify" not in (page.text_content("select[name=action]") or "")
 
