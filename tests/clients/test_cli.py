@@ -140,10 +140,12 @@ def test_nothing_listening_is_a_connection_error() -> None:
 
 
 def test_a_bad_token_is_refused_in_one_line(live_daphne: LiveServer) -> None:
-    for command in (("publish", "chat.lobby", "1"), ("subscribe", "chat.lobby")):
-        result = cli(*command, url=f"{live_daphne.ws_url}/ws/", token="not-a-token")
-        assert result.returncode == 1, result
-        assert one_line(result.stderr) == "refused: invalid or expired token (HTTP 403)"
+    # Tokens are URL-safe base64: one may begin with "-" and is still a token, not an option.
+    for token in ("not-a-token", "-starts-with-a-dash"):
+        for command in (("publish", "chat.lobby", "1"), ("subscribe", "chat.lobby")):
+            result = cli(*command, url=f"{live_daphne.ws_url}/ws/", token=token)
+            assert result.returncode == 1, result
+            assert one_line(result.stderr) == "refused: invalid or expired token (HTTP 403)"
 
 
 def test_an_expired_token_is_refused_in_one_line(

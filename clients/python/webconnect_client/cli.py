@@ -186,8 +186,25 @@ def report(error: BaseException, args: argparse.Namespace) -> tuple[int, str]:
     raise error
 
 
+def _attach_credentials(argv: list[str]) -> list[str]:
+    """`--token -abc` as `--token=-abc`: a token may begin with "-", which argparse takes for an option."""
+    options = {"-h", "--help", "--url", "--token", "--ticket", "--trace", "--timeout"}
+    joined: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in {"--token", "--ticket"} and i + 1 < len(argv) and argv[i + 1] not in options:
+            joined.append(f"{arg}={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(arg)
+            i += 1
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # exits 2 on bad arguments
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(_attach_credentials(argv))  # exits 2 on bad arguments
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
