@@ -341,6 +341,7 @@ class ConnectionLimitPolicy(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name_plural = "connection-limit policies"
 
     def __str__(self) -> str:
         return f"{self.name}: {self.max_connections} {self.get_scope_display()}"

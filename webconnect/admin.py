@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseRedirect, StreamingHttpResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from webconnect.audit import audit_export_csv, audit_export_jsonl, audit_record, audit_verify_chain
 from webconnect.models import AuditEvent, Namespace
@@ -18,9 +21,12 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
     list_filter = ["outcome", "action", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["actor_name", "target", "action", "client_ip"]
     date_hierarchy = "created_at"
-    actions = ["export_csv", "export_jsonl", "verify_chain"]
+    actions = ["export_csv", "export_jsonl"]
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
     show_full_result_count = False
+    # Adds the "Verify the whole audit chain" button: verification is about the whole chain,
+    # never a selection, so it is not an action.
+    change_list_template = "admin/webconnect/auditevent/change_list.html"
 
     # The trail is append-only: nobody edits or deletes it from the admin.
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -49,17 +55,30 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
     def export_jsonl(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> StreamingHttpResponse:
         return self._export(request, queryset, "jsonl")
 
-    @admin.action(description="Verify the whole audit chain", permissions=["view"])
-    def verify_chain(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> None:
+    def get_urls(self) -> list[URLPattern]:
+        # admin_view: staff only, CSRF-protected, never cached.
+        verify = path(
+            "verify/", self.admin_site.admin_view(require_POST(self.verify_chain_view)), name="webconnect_audit_verify"
+        )
+        return [verify, *super().get_urls()]
+
+    def verify_chain_view(self, request: HttpRequest) -> HttpResponseRedirect:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         result = audit_verify_chain()
         if result.ok:
-            self.message_user(request, f"The audit chain verifies: {result.checked} events checked.")
+            self.message_user(
+                request,
+                f"The audit chain verifies: {result.checked} event{'' if result.checked == 1 else 's'} checked.",
+                level=messages.SUCCESS,
+            )
         else:
             self.message_user(
                 request,
                 f"The audit chain breaks at event #{result.broken_event_id}: {result.reason}.",
                 level=messages.ERROR,
             )
+        return HttpResponseRedirect(reverse("admin:webconnect_auditevent_changelist"))
 
 
 @admin.register(Namespace)

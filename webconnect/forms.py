@@ -16,8 +16,15 @@ class ThrottledAuthenticationForm(AuthenticationForm):
 
     throttled = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["username"].error_messages["required"] = "Enter your username."
+        self.fields["password"].error_messages["required"] = "Enter your password."
+
     def clean(self) -> dict[str, Any]:
         username = self.cleaned_data.get("username") or ""
+        if not username or not self.cleaned_data.get("password"):
+            return self.cleaned_data  # the empty field has its error; this is no sign-in attempt
         client_ip = request_client_ip(self.request) if self.request else None
         retry_after = login_retry_after(username=username, client_ip=client_ip)
         if retry_after:

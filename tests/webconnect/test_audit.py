@@ -98,14 +98,27 @@ class TestAdmin:
             assert len(lines) == 4
         assert AuditEvent.objects.filter(action="audit.export").exists()
 
-    def test_the_verify_action_reports_a_broken_chain(self, client: Client, admin_user: Any) -> None:
+    def test_the_verify_button_reports_a_broken_chain_without_a_selection(
+        self, client: Client, admin_user: Any
+    ) -> None:
         client.force_login(admin_user)
         events = record_some(3)
         AuditEvent.objects.filter(pk=events[0].pk).update(outcome="failure")
-        response = client.post(
-            "/admin/webconnect/auditevent/", {"action": "verify_chain", "_selected_action": [events[0].pk]}, follow=True
-        )
+        response = client.post("/admin/webconnect/auditevent/verify/", follow=True)
+        assert response.redirect_chain[-1][0] == "/admin/webconnect/auditevent/"
         assert f"breaks at event #{events[0].pk}".encode() in response.content
+
+    def test_the_verify_button_is_post_only_csrf_protected_and_staff_only(
+        self, client: Client, admin_user: Any, alice: Any
+    ) -> None:
+        client.force_login(alice)  # not staff: sent to the admin's sign-in
+        refused = client.post("/admin/webconnect/auditevent/verify/")
+        assert refused.status_code == 302 and "/admin/login/" in refused["Location"]
+        client.force_login(admin_user)
+        assert client.get("/admin/webconnect/auditevent/verify/").status_code == 405
+        strict = Client(enforce_csrf_checks=True)
+        strict.force_login(admin_user)
+        assert strict.post("/admin/webconnect/auditevent/verify/").status_code == 403
 
 
 @pytest.mark.services

@@ -85,7 +85,10 @@ def test_sign_in_without_a_csrf_token_is_refused(alice: Any) -> None:
 
 def test_signing_out_is_a_post_and_is_audited(client: Client, alice: Any) -> None:
     client.force_login(alice)
-    assert client.get("/accounts/logout/").status_code == 405
+    page = client.get("/accounts/logout/")  # a page with the sign-out button; it signs nobody out
+    assert page.status_code == 200 and b'method="post" action="/accounts/logout/"' in page.content
+    assert client.get("/").status_code == 200
+    assert not AuditEvent.objects.filter(action="auth.logout").exists()
     response = client.post("/accounts/logout/")
     assert response.status_code == 302
     assert client.get("/").status_code == 302

@@ -13,19 +13,47 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 Trace = Callable[[str, str, float], None]  # direction ("<" in, ">" out), raw frame, seconds since connect
 
+# Close codes after which reconnecting cannot help: the credential was revoked (4002),
+# or the server refuses this credential (4401 anonymous not allowed, 4403 refused).
+REFUSAL_CLOSE_CODES = frozenset({4002, 4401, 4403})
+CLOSE_TOO_MANY_CONNECTIONS = 4429
+
 
 class ServerError(Exception):
-    """An `error` frame answering one of our frames."""
+    """An `error` frame: the answer to one of our frames, or the end of a subscription."""
 
     def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.retry_after = retry_after
+
+
+class HandshakeRefused(ConnectionError):
+    """The server answered the WebSocket upgrade with an HTTP error (403: the credential is refused)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{reason} (HTTP {status})")
+        self.status = status
+        self.reason = reason
+
+
+class Disconnected(ConnectionError):
+    """The connection closed and the client will not reconnect; `code` is the WebSocket close code."""
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        super().__init__(f"connection closed ({code}{': ' + reason if reason else ''})")
+        self.code = code
+        self.reason = reason
+
+    @property
+    def refused(self) -> bool:
+        """The server ended it on purpose (revoked or refused credential, too many connections)."""
+        return self.code in REFUSAL_CLOSE_CODES or self.code == CLOSE_TOO_MANY_CONNECTIONS
 
 
 @dataclass(frozen=True)
@@ -50,15 +78,20 @@ class Subscription:
         callback: Callable[[Message], Any] | None,
         on_gap: Callable[[Subscription], Any] | None,
         on_event: Callable[[dict[str, Any]], Any] | None,
+        on_end: Callable[[Subscription], Any] | None = None,
     ) -> None:
         self.client = client
         self.channel = channel
         self.callback = callback
         self.on_gap = on_gap
         self.on_event = on_event
+        self.on_end = on_end
         self.offset = 0
         self.epoch = ""
         self.recovered: bool | None = None
+        # Why the subscription ended when the server (not this client) ended it: a ServerError
+        # (policy change), HandshakeRefused (on reconnect) or Disconnected.
+        self.ended: Exception | None = None
         self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
 
     def _deliver(self, message: Message) -> None:
@@ -85,8 +118,18 @@ class Subscription:
     async def get(self, timeout: float | None = None) -> Message:  # noqa: ASYNC109 - a per-call timeout is this API's contract
         message = await asyncio.wait_for(self._queue.get(), timeout)
         if message is None:
-            raise ConnectionError("subscription closed")
+            self._queue.put_nowait(None)  # stays ended for the next get()
+            raise self.ended or ConnectionError("subscription closed")
         return message
+
+    def _end(self, error: Exception | None) -> None:
+        if self.ended is None:
+            self.ended = error
+        self._queue.put_nowait(None)
+        if error is not None and self.on_end is not None:
+            result = self.on_end(self)
+            if asyncio.iscoroutine(result):
+                self.client._spawn(result)
 
     async def unsubscribe(self) -> None:
         await self.client.unsubscribe(self.channel)
@@ -126,6 +169,8 @@ class Client:
         self.close_code: int | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self.close_reason: str = ""
+        self.last_error: ServerError | None = None  # the last error frame that answered none of ours
+        self._retry_after = 0.0
 
     def _spawn(self, coroutine: Any) -> None:
         # Keep a reference so the task is not garbage-collected before it runs.
@@ -151,9 +196,23 @@ class Client:
             # A ticket works once: a callable mints a new one for every (re)connect.
             ticket = self.ticket if isinstance(self.ticket, str) else await self.ticket()
             url += ("&" if "?" in url else "?") + f"ticket={ticket}"
-        self._ws = await connect(url, additional_headers=headers, max_size=None, ping_interval=20)
+        try:
+            self._ws = await connect(url, additional_headers=headers, max_size=None, ping_interval=20)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            raise HandshakeRefused(status, self._refusal_reason(status)) from None
         self._started = time.monotonic()
         self._connected.set()
+
+    def _refusal_reason(self, status: int) -> str:
+        # A refused upgrade carries no reason; what was refused is the credential we sent.
+        if status not in {401, 403}:
+            return f"the server refused the WebSocket upgrade at {self.url}"
+        if self.token:
+            return "invalid or expired token"
+        if self.ticket is not None:
+            return "invalid, used or expired ticket"
+        return "a token is needed (this server refuses connections without one)"
 
     async def connect(self) -> None:
         self._closing = False
@@ -169,7 +228,16 @@ class Client:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
         for sub in self.subscriptions.values():
-            sub._queue.put_nowait(None)
+            sub._end(None)
+
+    def _end_all(self, error: Exception | None) -> None:
+        for sub in list(self.subscriptions.values()):
+            sub._end(error)
+
+    def _end_subscription(self, sub: Subscription, error: Exception) -> None:
+        if self.subscriptions.get(sub.channel) is sub:
+            del self.subscriptions[sub.channel]  # not resubscribed after a reconnect
+        sub._end(error)
 
     async def _run(self) -> None:
         attempt = 0
@@ -183,25 +251,34 @@ class Client:
             self._connected.clear()
             self.close_code = self._ws.close_code
             self.close_reason = self._ws.close_reason or self.close_reason
+            closed = Disconnected(self.close_code, self.close_reason)
             for future in self._pending.values():
                 if not future.done():
-                    future.set_exception(ConnectionError(f"connection closed ({self.close_code})"))
+                    future.set_exception(closed)
             self._pending.clear()
-            if self._closing or not self.reconnect:
-                for sub in self.subscriptions.values():
-                    sub._queue.put_nowait(None)
+            if self._closing:
+                self._end_all(None)
+                return
+            if not self.reconnect or self.close_code in REFUSAL_CLOSE_CODES:
+                self._end_all(closed)
                 return
             while True:  # reconnect with exponential backoff and full jitter
                 attempt += 1
                 if self.max_attempts is not None and attempt > self.max_attempts:
-                    for sub in self.subscriptions.values():
-                        sub._queue.put_nowait(None)
+                    self._end_all(closed)
                     return
                 delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
-                await asyncio.sleep(delay)
+                # A connection limit says when to come back (rate_limited's retry_after).
+                await asyncio.sleep(max(delay, self._retry_after))
+                self._retry_after = 0.0
                 try:
                     await self._open()
                     break
+                except HandshakeRefused as refused:
+                    if refused.status in {401, 403}:  # the credential is gone: retrying cannot help
+                        self._end_all(refused)
+                        return
+                    continue
                 except Exception:  # noqa: S112 - keep trying until max_attempts
                     continue
             attempt = 0
@@ -212,6 +289,10 @@ class Client:
             since = {"offset": sub.offset, "epoch": sub.epoch} if sub.epoch else None
             try:
                 await self._subscribe_frame(sub, since)
+            except ServerError as error:
+                if error.code == "rate_limited":
+                    continue
+                self._end_subscription(sub, error)  # refused now (say a policy changed meanwhile)
             except Exception:  # noqa: S112 - the next reconnect tries again
                 continue
 
@@ -251,14 +332,32 @@ class Client:
                 sub.on_event(frame)
             return
         future = self._pending.pop(str(header.get("id")), None)
-        if future is None or future.done():
-            return
         if kind == "error":
-            future.set_exception(
-                ServerError(payload.get("code", "internal"), payload.get("message", ""), payload.get("retry_after"))
-            )
-        else:
+            payload = payload if isinstance(payload, dict) else {}
+            error = ServerError(payload.get("code", "internal"), payload.get("message", ""), payload.get("retry_after"))
+            if future is None or future.done():
+                self._unsolicited_error(header, error)
+            else:
+                future.set_exception(error)
+        elif future is not None and not future.done():
             future.set_result(frame)
+
+    def _unsolicited_error(self, header: dict[str, Any], error: ServerError) -> None:
+        """An error frame answering none of ours: the server ended a subscription, or refused the connection."""
+        self.last_error = error
+        if error.code == "rate_limited" and error.retry_after:
+            self._retry_after = float(error.retry_after)
+        sub = self.subscriptions.get(str(header.get("channel")))
+        if sub is None:
+            # The frame names the channel only in its message ("... subscribe on chat.x is not allowed: ...").
+            text = f" {error.message} "
+            named = [s for name, s in self.subscriptions.items() if f" on {name} " in text]
+            if len(named) == 1:
+                sub = named[0]
+            elif error.message.startswith("subscription ended") and len(self.subscriptions) == 1:
+                sub = next(iter(self.subscriptions.values()))
+        if sub is not None:
+            self._end_subscription(sub, error)
 
     async def _send(self, frame: dict[str, Any]) -> None:
         raw = json.dumps(frame, separators=(",", ":"))
@@ -288,8 +387,10 @@ class Client:
         since: tuple[int, str] | None = None,
         on_gap: Callable[[Subscription], Any] | None = None,
         on_event: Callable[[dict[str, Any]], Any] | None = None,
+        on_end: Callable[[Subscription], Any] | None = None,
     ) -> Subscription:
-        sub = Subscription(self, channel, callback, on_gap, on_event)
+        """Subscribe; `on_end(sub)` runs if the server ends it (the reason is `sub.ended`)."""
+        sub = Subscription(self, channel, callback, on_gap, on_event, on_end)
         self.subscriptions[channel] = sub
         try:
             await self._subscribe_frame(sub, {"offset": since[0], "epoch": since[1]} if since else None)
@@ -313,7 +414,7 @@ class Client:
     async def unsubscribe(self, channel: str) -> None:
         sub = self.subscriptions.pop(channel, None)
         if sub is not None:
-            sub._queue.put_nowait(None)
+            sub._end(None)
         await self._call({"type": "unsubscribe", "channel": channel})
 
     async def publish(self, channel: str, payload: Any, *, encoding: str = "json") -> dict[str, Any]:

@@ -19,8 +19,13 @@ class Command(BaseCommand):
         # The demo and operations dashboards, once (the demo producer feeds the first).
         builtin_dashboards_ensure(owner=producer_user())
         users = get_user_model().objects
-        if users.filter(is_superuser=True).exists():
+        admins = list(users.filter(is_superuser=True).order_by("pk").values_list("username", flat=True)[:5])
+        if admins:
             self.stdout.write("An administrator already exists; sign in with the credentials printed on first run.")
+            self.stdout.write(
+                f"  Lost the password? Set a new one: DEBUG=true .venv/bin/python manage.py changepassword {admins[0]}"
+                + (f"  (administrators: {', '.join(admins)})" if len(admins) > 1 else "")
+            )
             return
         username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
         password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
