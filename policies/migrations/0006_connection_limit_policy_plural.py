@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("policies", "0003_connection_limits"),
+        ("policies", "0005_sharegrant_constraints"),
     ]
 
     operations = [
