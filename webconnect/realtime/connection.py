@@ -352,4 +352,6 @@ class Connection:
                 await services.check_channel_action(self.principal, "subscribe", channel)
             except protocol.ProtocolError as error:
                 await self._drop_subscription(channel)
-                self.send_error(protocol.ProtocolError(error.code, f"subscription ended: {error.message}"))
+                self.send_error(
+                    protocol.ProtocolError(error.code, f"subscription ended: {error.message}", channel=channel)
+                )

@@ -50,13 +50,22 @@ HISTORY_MAX_LIMIT = 1000
 class ProtocolError(Exception):
     """A client-facing error: becomes an `error` frame with this code."""
 
-    def __init__(self, code: str, message: str, *, id: str | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        id: str | None = None,
+        retry_after: float | None = None,
+        channel: str | None = None,
+    ) -> None:
         super().__init__(message)
         assert code in ERROR_CODES, code
         self.code = code
         self.message = message
         self.id = id
         self.retry_after = retry_after
+        self.channel = channel  # set when the error ends one subscription
 
 
 @dataclass(frozen=True)
@@ -255,7 +264,7 @@ def encode_error(error: ProtocolError) -> str:
     payload: dict[str, Any] = {"code": error.code, "message": error.message, "id": error.id}
     if error.retry_after is not None:
         payload["retry_after"] = round(error.retry_after, 3)
-    return encode("error", payload, id=error.id)
+    return encode("error", payload, id=error.id, channel=error.channel)
 
 
 def message_frame_parts(channel: str, payload: Any, sender: dict[str, Any], encoding: str) -> tuple[str, str]:
