@@ -10,6 +10,7 @@ Three ways in, decided in this order:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,9 +27,12 @@ from webconnect.identity import (
     scope_header,
     token_auth,
 )
+from webconnect.kernel import codes
+from webconnect.kernel.sessions import is_unavailable
 from webconnect.realtime.tickets import aticket_consume
 
 ASGIApp = Any
+logger = logging.getLogger(__name__)
 
 
 def _normalise_origin(origin: str) -> str | None:
@@ -88,6 +92,15 @@ async def _reject(send: Any) -> None:
     await send({"type": "websocket.close", "code": 4403})
 
 
+async def _unavailable(receive: Any, send: Any, exc: BaseException) -> None:
+    # The credential could not be checked (storage outage): not a refusal, and no
+    # HTTP 500 either. Open and close with UNAVAILABLE, which clients retry.
+    logger.warning("WebSocket handshake: storage unavailable: %s", exc)
+    if (await receive())["type"] == "websocket.connect":
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": codes.UNAVAILABLE})
+
+
 class HandshakeAuthMiddleware:
     """Sets scope["user"] and scope["auth"] for every WebSocket connection, or refuses it."""
 
@@ -99,7 +112,12 @@ class HandshakeAuthMiddleware:
         client_ip = client_ip_from_scope(scope)
         raw_token = bearer_token(scope)
         if raw_token is not None:
-            token = await _load_access_token(raw_token)
+            try:
+                token = await _load_access_token(raw_token)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                return await _unavailable(receive, send, exc)
             if token is None:
                 return await _reject(send)
             scope = dict(scope, user=token.user, auth=token_auth(token, client_ip))
@@ -110,7 +128,12 @@ class HandshakeAuthMiddleware:
         if ticket is not None:
             # Single use, short-lived and bound to the user it was issued to; like a
             # bearer token it is not ambient, so no Origin is needed and cookies are dropped.
-            found = await aticket_consume(ticket, client_ip=client_ip)
+            try:
+                found = await aticket_consume(ticket, client_ip=client_ip)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                return await _unavailable(receive, send, exc)
             if found is None:
                 return await _reject(send)
             user, auth = found

@@ -66,6 +66,11 @@ class SessionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """The lifecycle; subclasses implement `session_*` hooks for their protocol."""
 
     endpoint = "ws"
+    # Sockets reach other processes through the kernel's bus, never the channel
+    # layer. An alias naming no layer keeps Channels from opening a layer channel
+    # per socket: with channels_redis that is a Redis receive loop per socket, and
+    # a Redis restart ended every socket of the process with 1011 through it.
+    channel_layer_alias = "no-channel-layer"
     principal: Principal
     session_id: str
     closing = False
@@ -170,6 +175,10 @@ class SessionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.session_receive(text_data, bytes_data)
         except Refusal as refusal:
             await self.end_session(refusal.code, refusal.reason)
+        except Exception as exc:
+            # Escaping to Channels would end the socket with 1011 (or leave it open
+            # and silent); a storage outage must reach the client as UNAVAILABLE.
+            await self._end_on_error(exc, "receiving")
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
