@@ -44,6 +44,9 @@ class Recorder:
         self.rejected = 0  # values at a widget path that were missing or not numbers
         self.leader = True
 
+    def hold(self, channel: str) -> None:
+        return None
+
     async def resync(self, channel: str) -> None:
         # Points published while this process's Redis subscription was down are
         # not recorded here: series are samples, and a gap in a chart is honest.

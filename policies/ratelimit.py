@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from limits import RateLimitItem
 from limits.aio.strategies import MovingWindowRateLimiter as AsyncMoving
@@ -108,7 +108,7 @@ async def _current_rules() -> tuple[Rule, ...]:
         and time.monotonic() - _rules.loaded_at < settings.POLICY_VERSION_CHECK_INTERVAL
     )
     if not fresh:
-        _rules = await sync_to_async(_load_rules, thread_sensitive=False)()
+        _rules = await database_sync_to_async(_load_rules, thread_sensitive=False)()
     return _rules.rules
 
 
@@ -154,7 +154,7 @@ async def _client_id(principal: Principal) -> str:
             )
             return f"app-{app_id}" if app_id else f"token-{token_id}"
 
-        client = await sync_to_async(load, thread_sensitive=False)()
+        client = await database_sync_to_async(load, thread_sensitive=False)()
         if len(_clients) > 10_000:
             _clients.clear()
         _clients[token_id] = client
@@ -185,7 +185,7 @@ async def check_rate(principal: Principal, action: str, resource: Resource) -> R
     roles: tuple[str, ...] = ()
     if any(rule.role for rule in rules) and principal.is_authenticated:
         version = engine.loaded_version() or 0
-        roles = await sync_to_async(engine._user_roles, thread_sensitive=False)(principal.user, version)
+        roles = await database_sync_to_async(engine._user_roles, thread_sensitive=False)(principal.user, version)
     for rule in rules:
         if rule.role and rule.role not in roles:
             continue
@@ -257,7 +257,7 @@ async def _record_hit(
         return
 
     try:
-        await sync_to_async(audit_without_waiting, thread_sensitive=False)(
+        await database_sync_to_async(audit_without_waiting, thread_sensitive=False)(
             action="ratelimit.exceeded",
             outcome="denied",
             actor=principal.user if principal.is_authenticated else None,

@@ -16,9 +16,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from webconnect.identity import Decision, Principal, RateDecision, Resource
+from webconnect.kernel.outages import is_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,15 @@ def required_scope(action: str, resource: Resource) -> str | None:
     return ACTION_SCOPES.get(action)
 
 
-def authorize(principal: Principal, action: str, resource: Resource, context: dict[str, Any] | None = None) -> Decision:
-    """Decide whether `principal` may do `action` on `resource`. Never raises."""
+def authorize(
+    principal: Principal,
+    action: str,
+    resource: Resource,
+    context: dict[str, Any] | None = None,
+    *,
+    outage_raises: bool = False,
+) -> Decision:
+    """Decide whether `principal` may do `action` on `resource`. Never raises, but see `aauthorize`."""
     try:
         scope = required_scope(action, resource)
         if scope is None:
@@ -76,6 +84,8 @@ def authorize(principal: Principal, action: str, resource: Resource, context: di
             return Decision(False, reason=f"token lacks scope {scope}")
         return _decide(principal, action, resource, context or {})
     except Exception as exc:  # fail closed, and say why in the log
+        if outage_raises and is_unavailable(exc):
+            raise
         logger.exception("authorization error: %s %s %s:%s", principal.user, action, resource.type, resource.id)
         return Decision(False, errors=(f"{type(exc).__name__}: {exc}",), reason="evaluation error")
 
@@ -83,7 +93,18 @@ def authorize(principal: Principal, action: str, resource: Resource, context: di
 async def aauthorize(
     principal: Principal, action: str, resource: Resource, context: dict[str, Any] | None = None
 ) -> Decision:
-    return await sync_to_async(authorize, thread_sensitive=False)(principal, action, resource, context)
+    """`authorize` for sockets, off the event loop.
+
+    A storage outage (database, Redis) raises instead of denying: the socket then
+    closes with UNAVAILABLE (or answers `unavailable`) and the client retries, where
+    a denial would make it give up, or open a document read-only. The worker
+    thread's broken database connections are dropped around the call, so a
+    database restart does not leave them failing.
+    """
+    decision: Decision = await database_sync_to_async(authorize, thread_sensitive=False)(
+        principal, action, resource, context, outage_raises=True
+    )
+    return decision
 
 
 # --- Rate limits -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ Three ways in, decided in this order:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,7 +18,6 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.db import DatabaseError
 
 from webconnect.identity import (
     ANONYMOUS_SCOPES,
@@ -27,9 +27,12 @@ from webconnect.identity import (
     scope_header,
     token_auth,
 )
+from webconnect.kernel import codes
+from webconnect.kernel.outages import is_unavailable
 from webconnect.realtime.tickets import aticket_consume
 
 ASGIApp = Any
+logger = logging.getLogger(__name__)
 
 
 def _normalise_origin(origin: str) -> str | None:
@@ -89,6 +92,15 @@ async def _reject(send: Any) -> None:
     await send({"type": "websocket.close", "code": 4403})
 
 
+async def _unavailable(receive: Any, send: Any, exc: BaseException) -> None:
+    # The credential could not be checked (storage outage): not a refusal, and no
+    # HTTP 500 either. Open and close with UNAVAILABLE, which clients retry.
+    logger.warning("WebSocket handshake: storage unavailable: %s", exc)
+    if (await receive())["type"] == "websocket.connect":
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": codes.UNAVAILABLE})
+
+
 class HandshakeAuthMiddleware:
     """Sets scope["user"] and scope["auth"] for every WebSocket connection, or refuses it."""
 
@@ -102,8 +114,10 @@ class HandshakeAuthMiddleware:
         if raw_token is not None:
             try:
                 token = await _load_access_token(raw_token)
-            except DatabaseError:
-                return await self._unavailable(scope, receive, send, client_ip)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                return await _unavailable(receive, send, exc)
             if token is None:
                 return await _reject(send)
             scope = dict(scope, user=token.user, auth=token_auth(token, client_ip))
@@ -116,8 +130,10 @@ class HandshakeAuthMiddleware:
             # bearer token it is not ambient, so no Origin is needed and cookies are dropped.
             try:
                 found = await aticket_consume(ticket, client_ip=client_ip)
-            except DatabaseError:
-                return await self._unavailable(scope, receive, send, client_ip)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                return await _unavailable(receive, send, exc)
             if found is None:
                 return await _reject(send)
             user, auth = found
@@ -134,17 +150,4 @@ class HandshakeAuthMiddleware:
             user=AnonymousUser(),
             auth=ConnectionAuth(method="anonymous", scopes=ANONYMOUS_SCOPES, client_ip=client_ip),
         )
-        return await self.inner(scope, receive, send)
-
-    async def _unavailable(self, scope: dict[str, Any], receive: Any, send: Any, client_ip: str | None) -> Any:
-        # The credential could not be checked (the database is down): not a refusal.
-        # The consumer accepts and closes with 4503, so the client retries later
-        # instead of dropping a credential that may be valid.
-        scope = dict(
-            scope,
-            user=AnonymousUser(),
-            auth=ConnectionAuth(method="anonymous", scopes=frozenset(), client_ip=client_ip),
-            auth_unavailable=True,
-        )
-        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
         return await self.inner(scope, receive, send)

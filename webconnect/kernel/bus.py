@@ -48,6 +48,7 @@ class Bus:
         self.generation = 0  # how many times the subscription was (re)established
         self._handlers: dict[str, Handler] = {}
         self._reconnect: list[ReconnectCallback] = []
+        self._lost: list[Callable[[], None]] = []
         self._ready: asyncio.Event | None = None
         self._listener: asyncio.Task[None] | None = None
         self._sync_redis: Any = None
@@ -73,8 +74,14 @@ class Bus:
         self._handlers[kind] = handler
 
     def on_reconnect(self, callback: ReconnectCallback) -> None:
+        """Run after the subscription is back, to fill what may have been missed."""
         if callback not in self._reconnect:
             self._reconnect.append(callback)
+
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        """Run (sync, quick) the moment the subscription breaks, before anything new arrives."""
+        if callback not in self._lost:
+            self._lost.append(callback)
 
     # --- Start and readiness ----------------------------------------------------------------
 
@@ -139,6 +146,11 @@ class Bus:
             except Exception as exc:
                 if ready.is_set():
                     logger.warning("message bus: Redis subscription lost (%s); reconnecting", exc)
+                    for lost in list(self._lost):
+                        try:
+                            lost()
+                        except Exception:
+                            logger.exception("message bus: on_lost callback failed")
                 ready.clear()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()

@@ -28,13 +28,13 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import DatabaseError
 from django.utils import timezone
 
 from webconnect.authorization import connection_limiter
 from webconnect.identity import Principal, RateDecision, principal_from_scope
 from webconnect.kernel import codes, startup
 from webconnect.kernel.bus import BusUnavailable, get_bus
+from webconnect.kernel.outages import is_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -51,21 +51,15 @@ class Refusal(Exception):
         self.before_accept = before_accept  # refuse the upgrade itself (HTTP 403)
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """A storage outage (database or Redis) rather than a bug: the client should retry."""
-    if isinstance(exc, BusUnavailable | DatabaseError | OSError | TimeoutError):
-        return True
-    try:
-        import redis
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(exc, redis.RedisError)
-
-
 class SessionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """The lifecycle; subclasses implement `session_*` hooks for their protocol."""
 
     endpoint = "ws"
+    # Sockets reach other processes through the kernel's bus, never the channel
+    # layer. An alias naming no layer keeps Channels from opening a layer channel
+    # per socket: with channels_redis that is a Redis receive loop per socket, and
+    # a Redis restart ended every socket of the process with 1011 through it.
+    channel_layer_alias = "no-channel-layer"
     principal: Principal
     session_id: str
     closing = False
@@ -113,8 +107,6 @@ class SessionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         try:
             if startup.shutting_down:
                 raise Refusal(codes.GOING_AWAY, "server restarting: reconnect")
-            if self.scope.get("auth_unavailable"):
-                raise Refusal(codes.UNAVAILABLE, "storage unavailable: reconnect and retry")
             await startup.ensure_started()
             await self.session_authorize()
         except Refusal as refusal:
@@ -172,6 +164,10 @@ class SessionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.session_receive(text_data, bytes_data)
         except Refusal as refusal:
             await self.end_session(refusal.code, refusal.reason)
+        except Exception as exc:
+            # Escaping to Channels would end the socket with 1011 (or leave it open
+            # and silent); a storage outage must reach the client as UNAVAILABLE.
+            await self._end_on_error(exc, "receiving")
 
     async def disconnect(self, code: int) -> None:
         self.closing = True

@@ -20,7 +20,7 @@ from django.conf import settings
 
 from webconnect.identity import Principal
 from webconnect.kernel import codes
-from webconnect.kernel.sessions import is_unavailable
+from webconnect.kernel.outages import is_unavailable
 from webconnect.realtime import metrics, pipeline, protocol, services
 from webconnect.realtime.hub import get_hub
 from webconnect.realtime.selectors import NamespaceConfig
@@ -49,9 +49,11 @@ class _Subscription:
     namespace: NamespaceConfig
     last_offset: int = 0
     epoch: str = ""
-    # While a subscribe is being answered, live frames wait here so that the
-    # recovered ones go out first; None once live.
+    # While a subscribe is being answered, or history refills a gap after the
+    # bus lost its Redis subscription, live frames wait here so that the
+    # recovered ones go out first, in order; None while live.
     pending: list[tuple[int, str]] | None = field(default_factory=list)
+    live: bool = False  # the subscribe was answered
 
 
 class Connection:
@@ -268,6 +270,7 @@ class Connection:
             if offset <= position.offset:
                 self.send(text, "message")
         pending, sub.pending = sub.pending or [], None
+        sub.live = True
         for offset, text in pending:
             self.deliver(channel, offset, text)
         if namespace.presence or namespace.join_leave:
@@ -324,23 +327,47 @@ class Connection:
 
     # --- After a bus reconnect ------------------------------------------------------------
 
+    def hold(self, channel: str) -> None:
+        """The bus lost its Redis subscription: hold live frames until `resync` has filled the gap."""
+        sub = self.subscriptions.get(channel)
+        if sub is not None and sub.live and sub.pending is None:
+            sub.pending = []
+
     async def resync(self, channel: str) -> None:
         """This process may have missed messages on `channel`: fill the gap from history or say so."""
         sub = self.subscriptions.get(channel)
-        if sub is None or sub.pending is not None or self.closing:
+        if sub is None or not sub.live or self.closing:
             return
-        recovery = await get_hub().recover(
-            channel, sub.namespace, protocol.Since(offset=sub.last_offset, epoch=sub.epoch)
-        )
+        if sub.pending is None:
+            sub.pending = []
+        try:
+            recovery = await get_hub().recover(
+                channel, sub.namespace, protocol.Since(offset=sub.last_offset, epoch=sub.epoch)
+            )
+        except Exception:
+            recovery = None
+            logger.warning("real-time: history of %s unreadable after a reconnect", channel, exc_info=True)
         if self.subscriptions.get(channel) is not sub:
             return
-        for offset, text in recovery.messages:
-            self.deliver(channel, offset, text)
-        if not recovery.recovered:
-            position = recovery.position
-            sub.last_offset, sub.epoch = position.offset, position.epoch
-            payload = {"offset": position.offset, "epoch": position.epoch, "recovered": False}
+        if recovery is not None:
+            # No await from here on: recovered frames, then the held live ones, in order.
+            for offset, text in recovery.messages:
+                if offset > sub.last_offset:
+                    sub.last_offset = offset
+                    self.send(text, "message")
+        if recovery is None or not recovery.recovered:
+            position = recovery.position if recovery is not None else None
+            if position is not None:
+                sub.last_offset, sub.epoch = position.offset, position.epoch
+            payload = {
+                "offset": sub.last_offset,
+                "epoch": sub.epoch,
+                "recovered": False,
+            }
             self.send(protocol.encode("subscribed", payload, channel=channel), "subscribed")
+        pending, sub.pending = sub.pending or [], None
+        for offset, text in pending:
+            self.deliver(channel, offset, text)
 
     # --- Policy changes ---------------------------------------------------------------------
 

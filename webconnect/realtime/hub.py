@@ -32,6 +32,9 @@ class Subscriber(Protocol):
     def deliver(self, channel: str, offset: int, text: str) -> None:
         """Queue one encoded frame; must not block (offset 0: not a history message)."""
 
+    def hold(self, channel: str) -> None:
+        """The bus lost its subscription: hold live frames until `resync` (must not block)."""
+
     async def resync(self, channel: str) -> None:
         """Messages on `channel` may have been missed: recover them."""
 
@@ -49,6 +52,7 @@ class Hub:
         self.presence: MemoryPresence | RedisPresence = self._memory_presence
         self.bus.on(CHANNEL_MESSAGES, self._on_bus_message)
         self.bus.on_reconnect(self._resync_all)
+        self.bus.on_lost(self._hold_all)
 
     @property
     def distributed(self) -> bool:
@@ -75,6 +79,11 @@ class Hub:
     def _on_bus_message(self, channel: str, data: bytes) -> None:
         offset_text, _, text = data.decode().partition(" ")
         self.deliver_local(channel, int(offset_text), text)
+
+    def _hold_all(self) -> None:
+        for channel, subscribers in list(self.local.items()):
+            for subscriber in tuple(subscribers):
+                subscriber.hold(channel)
 
     async def _resync_all(self) -> None:
         for channel, subscribers in list(self.local.items()):
