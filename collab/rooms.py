@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,24 @@ def shutdown_log_writers() -> None:
 def _append(document_id: int, updates: list[tuple[bytes, int | None]], touch: bool) -> int:
     close_old_connections()  # what Channels would do around a handler: drop broken/expired connections
     return services.document_append_updates(document_id=document_id, updates=updates, touch=touch)
+
+
+# Awareness client ids one socket may introduce (a provider uses one).
+MAX_CLIENT_IDS_PER_SOCKET = 4
+# Another process's claim on a client id lapses when it has not been heard of for
+# this long (y-protocols clients renew their state every 15 s, and time out others at 30 s).
+REMOTE_AWARENESS_SECONDS = 30.0
+_COLOR = re.compile(r"#[0-9a-fA-F]{3,8}")
+
+
+def _with_user(state: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """`state` with the server's `user` (name and id of the authenticated user) and a plain colour."""
+    claimed = state.get("user")
+    color = claimed.get("color") if isinstance(claimed, dict) else None
+    server_user = dict(user)
+    if isinstance(color, str) and _COLOR.fullmatch(color):
+        server_user["color"] = color  # shown as a CSS colour: nothing else gets through
+    return {**state, "user": server_user}
 
 
 # The document row's "last edited" time (and size) moves at most this often per room.
@@ -99,6 +118,8 @@ class Room:
         self._writer: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
         self._touched_at = float("-inf")
+        self._owners: dict[int, Peer] = {}  # awareness client id -> the local socket that introduced it
+        self._remote_owners: dict[int, tuple[str, float]] = {}  # ... -> (process id, last seen)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -204,15 +225,53 @@ class Room:
         while self._writer is not None and not self._writer.done():
             await asyncio.shield(self._writer)
 
-    def accept_awareness(self, peer: Peer, payload: bytes) -> None:
-        entries = protocol.awareness_entries(payload)
-        self.awareness.apply_awareness_update(payload, origin=peer)
-        announced = self.peers.setdefault(peer, set())
-        for entry in entries:
-            if entry.removed:
-                announced.discard(entry.client_id)
-            else:
+    # --- awareness (presence): each client id belongs to the socket that introduced it ----------
+
+    def _owner(self, client_id: int) -> Peer | str | None:
+        """The local socket, or the process id of another process, that owns `client_id`."""
+        owner = self._owners.get(client_id)
+        if owner is not None:
+            return owner
+        remote = self._remote_owners.get(client_id)
+        if remote is not None:
+            process, seen_at = remote
+            if asyncio.get_running_loop().time() - seen_at < REMOTE_AWARENESS_SECONDS:
+                return process
+            del self._remote_owners[client_id]
+        return None
+
+    def accept_awareness(self, peer: Peer, payload: bytes, user: dict[str, Any]) -> bytes | None:
+        """Apply what `peer` may say in an awareness update; the update to relay (None: nothing).
+
+        First come: a client id is owned by the socket that introduced it (here or in
+        another process); entries about someone else's client id are dropped. The
+        `user` field is the server's (the authenticated user), a valid colour is kept.
+        """
+        announced = self.peers.get(peer)
+        if announced is None:
+            return None
+        kept = []
+        for entry in protocol.awareness_entries(payload):
+            if entry.client_id == self.awareness.client_id:
+                continue  # the server's own id
+            owner = self._owner(entry.client_id)
+            if owner is not None and owner is not peer:
+                continue  # someone else's presence
+            if entry.state is None:
+                if owner is peer:
+                    kept.append(entry)
+                continue
+            if owner is None:
+                if len(announced) >= MAX_CLIENT_IDS_PER_SOCKET:
+                    continue
                 announced.add(entry.client_id)
+                self._owners[entry.client_id] = peer
+            kept.append(protocol.AwarenessEntry(entry.client_id, entry.clock, _with_user(entry.state, user)))
+        if not kept:
+            return None
+        sanitized = protocol.encode_awareness_entries(kept)
+        self.awareness.apply_awareness_update(sanitized, origin=peer)
+        return sanitized
 
     async def relay_awareness(self, peer: Peer, payload: bytes) -> None:
         await self.broadcast(protocol.awareness(payload), exclude=peer)
@@ -227,10 +286,36 @@ class Room:
 
     async def remove_peer(self, peer: Peer) -> None:
         client_ids = sorted(self.peers.pop(peer, set()))
+        for client_id in client_ids:
+            if self._owners.get(client_id) is peer:
+                del self._owners[client_id]
         if client_ids:
             self.awareness.remove_awareness_states(client_ids, origin=peer)
             payload = self.awareness.encode_awareness_update(client_ids)
             await self.relay_awareness(peer, payload)
+
+    def _accept_remote_awareness(self, origin: str, payload: bytes) -> bytes | None:
+        """Another process's (already checked) awareness: note who owns what, drop clashes with ours."""
+        try:
+            entries = protocol.awareness_entries(payload)
+        except ProtocolError:
+            logger.warning("document %s: undecodable awareness from process %s", self.document_id, origin)
+            return None
+        now = asyncio.get_running_loop().time()
+        kept = []
+        for entry in entries:
+            if entry.client_id in self._owners:
+                continue  # both processes saw a first claim at once: ours stays ours
+            if entry.state is None:
+                self._remote_owners.pop(entry.client_id, None)
+            else:
+                self._remote_owners[entry.client_id] = (origin, now)
+            kept.append(entry)
+        if not kept:
+            return None
+        filtered = payload if len(kept) == len(entries) else protocol.encode_awareness_entries(kept)
+        self.awareness.apply_awareness_update(filtered, origin="remote")
+        return filtered
 
     # --- fan-out ----------------------------------------------------------------------------
 
@@ -252,8 +337,9 @@ class Room:
         if message.kind == relay.UPDATE:
             await self.apply_external([message.payload])
         elif message.kind == relay.AWARENESS:
-            self.awareness.apply_awareness_update(message.payload, origin="remote")
-            await self.broadcast(protocol.awareness(message.payload))
+            payload = self._accept_remote_awareness(message.origin, message.payload)
+            if payload is not None:
+                await self.broadcast(protocol.awareness(payload))
         elif message.kind == relay.RECHECK:
             for peer in list(self.peers):
                 await peer.recheck()
