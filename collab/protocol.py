@@ -23,6 +23,7 @@ from pycrdt import (
     create_awareness_message,
     create_update_message,
     get_state,
+    get_update,
     write_var_uint,
 )
 from pycrdt._sync import create_sync_step1_message, create_sync_step2_message
@@ -167,6 +168,38 @@ def check_update(update: bytes) -> None:
         get_state(update)  # decodes every block header: fails on most corruption
     except Exception as exc:  # pycrdt raises ValueError; anything else is also a bad update
         raise ProtocolError(f"update does not decode: {exc}") from exc
+
+
+def _state_vector(state: bytes) -> dict[int, int]:
+    reader = _Reader(state)
+    clocks = {}
+    for _ in range(reader.var_uint()):
+        client = reader.var_uint()
+        clocks[client] = reader.var_uint()
+    return clocks
+
+
+def has_missing_dependencies(update: bytes, state: bytes) -> bool:
+    """Whether `update`, applied to a document whose state vector is now `state`, left anything pending.
+
+    Yrs keeps blocks whose causal predecessors it lacks ("pending") and deletions of
+    items it has never seen, instead of failing. What it integrated is covered by
+    `state`; so whatever of the update `state` does not cover (besides the delete
+    set, which is always included) is pending, and so is a deletion beyond `state`.
+    """
+    residue = get_update(update, state)
+    if residue[:1] != b"\x00":  # blocks the document did not integrate
+        return True
+    clocks = _state_vector(state)
+    reader = _Reader(residue)
+    reader.var_uint()  # no blocks
+    for _ in range(reader.var_uint()):
+        client = reader.var_uint()
+        for _ in range(reader.var_uint()):
+            clock, length = reader.var_uint(), reader.var_uint()
+            if clock + length > clocks.get(client, 0):
+                return True
+    return False
 
 
 # One awareness state (a caret, a name) is a few hundred bytes; more is refused.

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from django.db import close_old_connections
-from pycrdt import Awareness, Doc, get_update
+from pycrdt import Awareness, Doc, XmlElement, XmlFragment, get_update
 
 from collab import protocol, relay, services
 from collab.conf import limits
@@ -118,6 +118,9 @@ class Room:
         self._writer: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
         self._touched_at = float("-inf")
+        self._inflight: list[_Pending] = []  # the batch being committed
+        self._edit_budgets: dict[object, tuple[float, float]] = {}  # editor -> (bytes left, at)
+        self._watch_schema()
         self._owners: dict[int, Peer] = {}  # awareness client id -> the local socket that introduced it
         self._remote_owners: dict[int, tuple[str, float]] = {}  # ... -> (process id, last seen)
 
@@ -128,6 +131,7 @@ class Room:
         if loaded.state:
             self.doc.apply_update(loaded.state)
             self.scratch.apply_update(loaded.state)
+        self._schema_errors.clear()  # what is stored already is judged by the export, not here
         self.seq = loaded.seq
         self.size = loaded.size
         bus = get_bus()
@@ -167,20 +171,71 @@ class Room:
             return False
         if self.size + self._pending_size + len(update) > limits().max_document_bytes:
             raise ProtocolError("document size limit reached", protocol.CLOSE_TOO_LARGE)
+        if not self._spend_edit_bytes(peer, len(update)):
+            raise ProtocolError("edit size budget spent: wait a little", protocol.CLOSE_RATE_LIMITED)
+        self._schema_errors.clear()
         try:
             self.scratch.apply_update(update)
         except Exception as exc:
             self._rebuild_scratch()
             raise ProtocolError(f"update does not apply: {exc}") from exc
+        if self._schema_errors:
+            problem = self._schema_errors[0]
+            self._rebuild_scratch()
+            raise ProtocolError(f"update conflicts with the document's schema: {problem}")
+        if protocol.has_missing_dependencies(update, self.scratch.get_state()):
+            # Never stored as a dangling row: refused, and the replica loses what Yrs kept
+            # pending. A stock client never sends one (it only builds on what this server
+            # sent it); if it ever does, its reconnect re-sends the whole difference.
+            self._rebuild_scratch()
+            raise ProtocolError("update depends on changes this document does not have")
         self._pending.append(_Pending(update, peer, peer.user_id, on_committed))
         self._pending_size += len(update)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_loop())
         return True
 
+    def _spend_edit_bytes(self, peer: Peer, size: int) -> bool:
+        """Take `size` bytes from the sender's budget on this document (a token bucket per editor)."""
+        budget = float(limits().edit_bytes_per_minute)
+        key: object = peer.user_id if peer.user_id is not None else peer
+        now = asyncio.get_running_loop().time()
+        tokens, since = self._edit_budgets.get(key, (budget, now))
+        tokens = min(budget, tokens + (now - since) * budget / 60.0)
+        if size > tokens:
+            self._edit_budgets[key] = (tokens, now)
+            return False
+        self._edit_budgets[key] = (tokens - size, now)
+        return True
+
     def _rebuild_scratch(self) -> None:
+        """A fresh replica: the document plus the updates accepted but not yet applied to it."""
         self.scratch = Doc()
         self.scratch.apply_update(self.doc.get_update())
+        for item in [*self._inflight, *self._pending]:
+            self.scratch.apply_update(item.update)
+        self._watch_schema()
+
+    def _watch_schema(self) -> None:
+        """Note what breaks the editor's schema in `scratch`: the root `default` is Tiptap's
+        XmlFragment, whose children are elements (ProseMirror's block nodes) and which has no
+        map entries. Yrs gives a root no type of its own (a Text, Map or Array written under
+        the same name would merge into it and empty the exports), so the observer judges what
+        an update inserts at the root, at the cost of that change only."""
+        self._schema_errors: list[str] = []
+        fragment = self.scratch.get(services.FRAGMENT, type=XmlFragment)
+        self._schema_subscription = fragment.observe(self._check_root_event)
+
+    def _check_root_event(self, event: Any) -> None:
+        if event.keys:
+            self._schema_errors.append(f"map entries on the root {services.FRAGMENT!r}")
+        for change in event.delta:
+            inserted = change.get("insert")
+            if inserted is None:
+                continue
+            for value in inserted if isinstance(inserted, list) else [inserted]:
+                if not isinstance(value, XmlElement):
+                    self._schema_errors.append(f"{type(value).__name__} content in the root {services.FRAGMENT!r}")
 
     async def _write_loop(self) -> None:
         while self._pending:
@@ -189,6 +244,7 @@ class Room:
                 self._pending[limits().group_commit_max :],
             )
             batch_size = sum(len(item.update) for item in batch)
+            self._inflight = batch
             try:
                 loop = asyncio.get_running_loop()
                 touch = loop.time() - self._touched_at > TOUCH_SECONDS
@@ -203,6 +259,7 @@ class Room:
                 # and disconnect their senders at once with a retryable code; their
                 # next sync re-sends them.
                 self._pending_size -= batch_size
+                self._inflight = []
                 self._rebuild_scratch()
                 for peer in {item.peer for item in batch if item.peer is not None}:
                     with contextlib.suppress(Exception):
@@ -219,6 +276,7 @@ class Room:
                 if item.on_committed is not None:
                     with contextlib.suppress(Exception):
                         await item.on_committed()
+            self._inflight = []  # (a rebuild meanwhile re-applied some of them: harmless)
 
     async def flush(self) -> None:
         """Wait until every queued update is committed (tests, shutdown)."""

@@ -3,14 +3,18 @@ updates, floods. Each test drives the real ASGI application through WebSocket co
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pycrdt import write_var_uint
+from asgiref.sync import sync_to_async
+from django.test import Client
+from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText, write_var_uint
 
 from collab import protocol, relay, rooms, services
+from collab.conf import LIMITS
 from collab.models import DocumentUpdate
 from policies.services import share_grant
 from tests.collab.yclient import YClient, awareness_states, connect
@@ -169,3 +173,139 @@ async def test_awareness_of_a_viewer_stores_nothing(setup: dict[str, Any]) -> No
     assert await DocumentUpdate.objects.filter(document_id=setup["doc"]).acount() == 0
     assert carol.closed_code is None
     await carol.close()
+
+
+# --- document content rules ------------------------------------------------------------------
+
+
+def paragraph_update(doc: Doc[Any], text: str) -> bytes:
+    """What the editor sends: a paragraph appended to the `default` XmlFragment."""
+    before = doc.get_state()
+    doc.get("default", type=XmlFragment).children.append(XmlElement("paragraph", {}, [XmlText(text)]))
+    return doc.get_update(before)
+
+
+def root_update(kind: str) -> bytes:
+    doc: Doc[Any] = Doc()
+    if kind == "Text":
+        doc.get("default", type=Text).insert(0, "x")
+    elif kind == "Map":
+        doc.get("default", type=Map)["x"] = 1
+    elif kind == "Array":
+        doc.get("default", type=Array).append(1)
+    elif kind == "XmlText":
+        doc.get("default", type=XmlFragment).children.append(XmlText("loose text"))
+    return doc.get_update()
+
+
+async def exports(document_id: int, token: str) -> tuple[str, dict[str, Any]]:
+    def fetch() -> tuple[str, dict[str, Any]]:
+        client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+        md = client.get(f"/api/documents/{document_id}/export/md/")
+        js = client.get(f"/api/documents/{document_id}/export/json/")
+        assert md.status_code == 200 and js.status_code == 200
+        return md.content.decode(), js.json()
+
+    return await sync_to_async(fetch)()
+
+
+@pytest.mark.parametrize("kind", ["Text", "Map", "Array", "XmlText"])
+async def test_an_update_writing_the_root_as_another_type_is_refused_and_not_stored(
+    setup: dict[str, Any], kind: str
+) -> None:
+    bob = await connect(setup["doc"], setup["bob"])
+    await bob.send(protocol.sync_update(paragraph_update(bob.doc, "Hello")))
+    await quiet(bob)
+    stored = await DocumentUpdate.objects.filter(document_id=setup["doc"]).acount()
+    assert stored == 1
+    alice = await connect(setup["doc"], setup["alice"])
+    update = root_update(kind)
+    await bob.send(protocol.sync_update(update))
+    await bob.pump(wait=1)
+    assert bob.closed_code == protocol.CLOSE_INVALID, (kind, len(update))
+    assert await DocumentUpdate.objects.filter(document_id=setup["doc"]).acount() == stored
+    assert await alice.communicator.receive_nothing(timeout=0.3)
+    markdown, document_json = await exports(setup["doc"], setup["alice"])
+    assert markdown.strip() == "Hello"
+    assert document_json["content"] == [{"type": "paragraph", "content": [{"type": "text", "text": "Hello"}]}]
+    # The room is unharmed: the editor's next edit (after reconnecting) is stored and exported.
+    again = await connect(setup["doc"], setup["bob"])
+    await again.send(protocol.sync_update(paragraph_update(again.doc, "World")))
+    await alice.pump(until=lambda: "World" in str(alice.doc.get("default", type=XmlFragment)), wait=2)
+    markdown, _ = await exports(setup["doc"], setup["alice"])
+    assert markdown.split() == ["Hello", "World"]
+    await alice.close()
+    await again.close()
+
+
+async def test_an_update_with_missing_dependencies_is_refused_and_not_stored(setup: dict[str, Any]) -> None:
+    alice = await connect(setup["doc"], setup["alice"])
+    bob = await connect(setup["doc"], setup["bob"])
+    offline: Doc[Any] = Doc()
+    first = paragraph_update(offline, "first")
+    second = paragraph_update(offline, "second")  # built on `first`, which the server never got
+    await bob.send(protocol.sync_update(second))
+    await bob.pump(wait=1)
+    assert bob.closed_code == protocol.CLOSE_INVALID
+    assert await DocumentUpdate.objects.filter(document_id=setup["doc"]).acount() == 0
+    # A deletion of something the document never had: refused too.
+    deleter = await connect(setup["doc"], setup["bob"])
+    before = offline.get_state()
+    del offline.get("default", type=XmlFragment).children[0]
+    await deleter.send(protocol.sync_update(offline.get_update(before)))
+    await deleter.pump(wait=1)
+    assert deleter.closed_code == protocol.CLOSE_INVALID
+    assert await DocumentUpdate.objects.filter(document_id=setup["doc"]).acount() == 0
+    # Nothing of them lingers in the room: when `first` arrives, only `first` is there.
+    writer = await connect(setup["doc"], setup["bob"])
+    await writer.send(protocol.sync_update(first))
+    await alice.pump(until=lambda: "first" in str(alice.doc.get("default", type=XmlFragment)), wait=2)
+    await quiet(alice)
+    assert str(alice.doc.get("default", type=XmlFragment)) == "<paragraph>first</paragraph>"
+    assert await DocumentUpdate.objects.filter(document_id=setup["doc"]).acount() == 1
+    markdown, _ = await exports(setup["doc"], setup["alice"])
+    assert markdown.strip() == "first"
+    # The whole difference, as a reconnecting client sends it, is accepted.
+    await writer.send(protocol.sync_update(offline.get_update()))
+    await alice.pump(until=lambda: "second" in str(alice.doc.get("default", type=XmlFragment)), wait=2)
+    for client in (alice, writer):
+        await client.close()
+
+
+async def test_a_flood_from_one_editor_is_cut_off_and_others_keep_editing(setup: dict[str, Any]) -> None:
+    alice = await connect(setup["doc"], setup["alice"])
+    carol = await connect(setup["doc"], setup["carol"])
+    flooder = await connect(setup["doc"], setup["bob"])
+    loop = asyncio.get_running_loop()
+    for n in range(2000):
+        await flooder.send(protocol.sync_update(paragraph_update(flooder.doc, str(n % 10))))
+    started = loop.time()
+    await alice.send(protocol.sync_update(paragraph_update(alice.doc, "alice still here")))
+    await carol.pump(until=lambda: "alice still here" in str(carol.doc.get("default", type=XmlFragment)), wait=5)
+    assert loop.time() - started < 2.0
+    await flooder.pump(until=lambda: flooder.closed_code is not None, wait=5)
+    assert flooder.closed_code == protocol.CLOSE_RATE_LIMITED
+    flooded = await DocumentUpdate.objects.filter(document_id=setup["doc"], user=setup["bob_user"]).acount()
+    assert 0 < flooded <= 60  # the default per-editor policy: 60/second
+    for client in (alice, carol):
+        await client.close()
+
+
+async def test_the_edit_size_budget_refuses_an_editor_beyond_it(
+    setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(LIMITS, "edit_bytes_per_minute", 4096)
+    bob = await connect(setup["doc"], setup["bob"])
+    alice = await connect(setup["doc"], setup["alice"])
+    await bob.send(protocol.sync_update(paragraph_update(bob.doc, "b" * 3000)))
+    await quiet(bob)
+    assert bob.closed_code is None
+    await bob.send(protocol.sync_update(paragraph_update(bob.doc, "b" * 3000)))
+    await bob.pump(wait=1)
+    assert bob.closed_code == protocol.CLOSE_RATE_LIMITED
+    # Another editor has a budget of its own.
+    await alice.send(protocol.sync_update(paragraph_update(alice.doc, "a" * 3000)))
+    await quiet(alice)
+    assert alice.closed_code is None
+    assert await DocumentUpdate.objects.filter(document_id=setup["doc"]).acount() == 2
+    await alice.close()
