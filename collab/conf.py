@@ -17,6 +17,9 @@ class Limits:
     max_update_bytes: int = envint("COLLAB_MAX_UPDATE_BYTES", 512 * 1024, minimum=64)
     # Stored size (snapshot + log) a document may reach; beyond it edits are refused.
     max_document_bytes: int = envint("COLLAB_MAX_DOCUMENT_BYTES", 16 * 1024 * 1024, minimum=1024)
+    # Bytes of updates one editor may send to one document per minute (per process; a
+    # token bucket, so a burst up to the whole minute's budget passes). Beyond: 4529.
+    edit_bytes_per_minute: int = envint("COLLAB_EDIT_BYTES_PER_MINUTE", 8 * 1024 * 1024, minimum=1024)
     # Updates committed in one transaction at most (group commit).
     group_commit_max: int = envint("COLLAB_GROUP_COMMIT_MAX", 500, minimum=1)
     # With several processes, each open room re-reads the log this often (seconds)

@@ -13,7 +13,9 @@ lengths within the frame) because pycrdt accepts some corrupted updates silently
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from pycrdt import (
     YMessageType,
@@ -21,6 +23,7 @@ from pycrdt import (
     create_awareness_message,
     create_update_message,
     get_state,
+    get_update,
     write_var_uint,
 )
 from pycrdt._sync import create_sync_step1_message, create_sync_step2_message
@@ -167,15 +170,55 @@ def check_update(update: bytes) -> None:
         raise ProtocolError(f"update does not decode: {exc}") from exc
 
 
+def _state_vector(state: bytes) -> dict[int, int]:
+    reader = _Reader(state)
+    clocks = {}
+    for _ in range(reader.var_uint()):
+        client = reader.var_uint()
+        clocks[client] = reader.var_uint()
+    return clocks
+
+
+def has_missing_dependencies(update: bytes, state: bytes) -> bool:
+    """Whether `update`, applied to a document whose state vector is now `state`, left anything pending.
+
+    Yrs keeps blocks whose causal predecessors it lacks ("pending") and deletions of
+    items it has never seen, instead of failing. What it integrated is covered by
+    `state`; so whatever of the update `state` does not cover (besides the delete
+    set, which is always included) is pending, and so is a deletion beyond `state`.
+    """
+    residue = get_update(update, state)
+    if residue[:1] != b"\x00":  # blocks the document did not integrate
+        return True
+    clocks = _state_vector(state)
+    reader = _Reader(residue)
+    reader.var_uint()  # no blocks
+    for _ in range(reader.var_uint()):
+        client = reader.var_uint()
+        for _ in range(reader.var_uint()):
+            clock, length = reader.var_uint(), reader.var_uint()
+            if clock + length > clocks.get(client, 0):
+                return True
+    return False
+
+
+# One awareness state (a caret, a name) is a few hundred bytes; more is refused.
+MAX_AWARENESS_STATE_BYTES = 8192
+
+
 @dataclass(frozen=True)
 class AwarenessEntry:
     client_id: int
     clock: int
-    removed: bool
+    state: dict[str, Any] | None  # None: the client id's presence is removed
+
+    @property
+    def removed(self) -> bool:
+        return self.state is None
 
 
 def awareness_entries(payload: bytes) -> list[AwarenessEntry]:
-    """The client ids an awareness update speaks for (to remove them when the socket closes)."""
+    """Decode an awareness update strictly: every state is a JSON object or null (removal)."""
     reader = _Reader(payload)
     count = reader.var_uint()
     if count > 10_000:
@@ -184,10 +227,32 @@ def awareness_entries(payload: bytes) -> list[AwarenessEntry]:
     for _ in range(count):
         client_id = reader.var_uint()
         clock = reader.var_uint()
-        state = reader.var_string()
-        entries.append(AwarenessEntry(client_id, clock, state in {"", "null"}))
+        raw = reader.var_string()
+        if len(raw) > MAX_AWARENESS_STATE_BYTES:
+            raise ProtocolError("awareness state too large", CLOSE_TOO_LARGE)
+        state: Any = None
+        if raw not in {"", "null"}:
+            try:
+                state = json.loads(raw)
+            except ValueError as exc:
+                raise ProtocolError(f"awareness state is not JSON: {exc}") from exc
+            if not isinstance(state, dict):
+                raise ProtocolError("awareness state is not an object")
+        entries.append(AwarenessEntry(client_id, clock, state))
     reader.end()
     return entries
+
+
+def encode_awareness_entries(entries: list[AwarenessEntry]) -> bytes:
+    """The awareness update for `entries` (y-protocols' encoding: null for a removal)."""
+    out = [write_var_uint(len(entries))]
+    for entry in entries:
+        try:
+            state = json.dumps(entry.state, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError, UnicodeEncodeError) as exc:  # e.g. a lone surrogate (a JSON "\\ud800" escape)
+            raise ProtocolError(f"awareness state cannot be encoded: {exc}") from exc
+        out += [write_var_uint(entry.client_id), write_var_uint(entry.clock), write_var_uint(len(state)), state]
+    return b"".join(out)
 
 
 def sync_step1(state_vector: bytes) -> bytes:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from django.db import close_old_connections
-from pycrdt import Awareness, Doc, get_update
+from pycrdt import Awareness, Doc, XmlElement, XmlFragment, get_update
 
 from collab import protocol, relay, services
 from collab.conf import limits
@@ -55,6 +56,24 @@ def shutdown_log_writers() -> None:
 def _append(document_id: int, updates: list[tuple[bytes, int | None]], touch: bool) -> int:
     close_old_connections()  # what Channels would do around a handler: drop broken/expired connections
     return services.document_append_updates(document_id=document_id, updates=updates, touch=touch)
+
+
+# Awareness client ids one socket may introduce (a provider uses one).
+MAX_CLIENT_IDS_PER_SOCKET = 4
+# Another process's claim on a client id lapses when it has not been heard of for
+# this long (y-protocols clients renew their state every 15 s, and time out others at 30 s).
+REMOTE_AWARENESS_SECONDS = 30.0
+_COLOR = re.compile(r"#[0-9a-fA-F]{3,8}")
+
+
+def _with_user(state: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """`state` with the server's `user` (name and id of the authenticated user) and a plain colour."""
+    claimed = state.get("user")
+    color = claimed.get("color") if isinstance(claimed, dict) else None
+    server_user = dict(user)
+    if isinstance(color, str) and _COLOR.fullmatch(color):
+        server_user["color"] = color  # shown as a CSS colour: nothing else gets through
+    return {**state, "user": server_user}
 
 
 # The document row's "last edited" time (and size) moves at most this often per room.
@@ -99,6 +118,11 @@ class Room:
         self._writer: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
         self._touched_at = float("-inf")
+        self._inflight: list[_Pending] = []  # the batch being committed
+        self._edit_budgets: dict[object, tuple[float, float]] = {}  # editor -> (bytes left, at)
+        self._watch_schema()
+        self._owners: dict[int, Peer] = {}  # awareness client id -> the local socket that introduced it
+        self._remote_owners: dict[int, tuple[str, float]] = {}  # ... -> (process id, last seen)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -107,6 +131,7 @@ class Room:
         if loaded.state:
             self.doc.apply_update(loaded.state)
             self.scratch.apply_update(loaded.state)
+        self._schema_errors.clear()  # what is stored already is judged by the export, not here
         self.seq = loaded.seq
         self.size = loaded.size
         bus = get_bus()
@@ -146,20 +171,71 @@ class Room:
             return False
         if self.size + self._pending_size + len(update) > limits().max_document_bytes:
             raise ProtocolError("document size limit reached", protocol.CLOSE_TOO_LARGE)
+        if not self._spend_edit_bytes(peer, len(update)):
+            raise ProtocolError("edit size budget spent: wait a little", protocol.CLOSE_RATE_LIMITED)
+        self._schema_errors.clear()
         try:
             self.scratch.apply_update(update)
         except Exception as exc:
             self._rebuild_scratch()
             raise ProtocolError(f"update does not apply: {exc}") from exc
+        if self._schema_errors:
+            problem = self._schema_errors[0]
+            self._rebuild_scratch()
+            raise ProtocolError(f"update conflicts with the document's schema: {problem}")
+        if protocol.has_missing_dependencies(update, self.scratch.get_state()):
+            # Never stored as a dangling row: refused, and the replica loses what Yrs kept
+            # pending. A stock client never sends one (it only builds on what this server
+            # sent it); if it ever does, its reconnect re-sends the whole difference.
+            self._rebuild_scratch()
+            raise ProtocolError("update depends on changes this document does not have")
         self._pending.append(_Pending(update, peer, peer.user_id, on_committed))
         self._pending_size += len(update)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_loop())
         return True
 
+    def _spend_edit_bytes(self, peer: Peer, size: int) -> bool:
+        """Take `size` bytes from the sender's budget on this document (a token bucket per editor)."""
+        budget = float(limits().edit_bytes_per_minute)
+        key: object = peer.user_id if peer.user_id is not None else peer
+        now = asyncio.get_running_loop().time()
+        tokens, since = self._edit_budgets.get(key, (budget, now))
+        tokens = min(budget, tokens + (now - since) * budget / 60.0)
+        if size > tokens:
+            self._edit_budgets[key] = (tokens, now)
+            return False
+        self._edit_budgets[key] = (tokens - size, now)
+        return True
+
     def _rebuild_scratch(self) -> None:
+        """A fresh replica: the document plus the updates accepted but not yet applied to it."""
         self.scratch = Doc()
         self.scratch.apply_update(self.doc.get_update())
+        for item in [*self._inflight, *self._pending]:
+            self.scratch.apply_update(item.update)
+        self._watch_schema()
+
+    def _watch_schema(self) -> None:
+        """Note what breaks the editor's schema in `scratch`: the root `default` is Tiptap's
+        XmlFragment, whose children are elements (ProseMirror's block nodes) and which has no
+        map entries. Yrs gives a root no type of its own (a Text, Map or Array written under
+        the same name would merge into it and empty the exports), so the observer judges what
+        an update inserts at the root, at the cost of that change only."""
+        self._schema_errors: list[str] = []
+        fragment = self.scratch.get(services.FRAGMENT, type=XmlFragment)
+        self._schema_subscription = fragment.observe(self._check_root_event)
+
+    def _check_root_event(self, event: Any) -> None:
+        if event.keys:
+            self._schema_errors.append(f"map entries on the root {services.FRAGMENT!r}")
+        for change in event.delta:
+            inserted = change.get("insert")
+            if inserted is None:
+                continue
+            for value in inserted if isinstance(inserted, list) else [inserted]:
+                if not isinstance(value, XmlElement):
+                    self._schema_errors.append(f"{type(value).__name__} content in the root {services.FRAGMENT!r}")
 
     async def _write_loop(self) -> None:
         while self._pending:
@@ -168,6 +244,7 @@ class Room:
                 self._pending[limits().group_commit_max :],
             )
             batch_size = sum(len(item.update) for item in batch)
+            self._inflight = batch
             try:
                 loop = asyncio.get_running_loop()
                 touch = loop.time() - self._touched_at > TOUCH_SECONDS
@@ -182,6 +259,7 @@ class Room:
                 # and disconnect their senders at once with a retryable code; their
                 # next sync re-sends them.
                 self._pending_size -= batch_size
+                self._inflight = []
                 self._rebuild_scratch()
                 for peer in {item.peer for item in batch if item.peer is not None}:
                     with contextlib.suppress(Exception):
@@ -198,21 +276,60 @@ class Room:
                 if item.on_committed is not None:
                     with contextlib.suppress(Exception):
                         await item.on_committed()
+            self._inflight = []  # (a rebuild meanwhile re-applied some of them: harmless)
 
     async def flush(self) -> None:
         """Wait until every queued update is committed (tests, shutdown)."""
         while self._writer is not None and not self._writer.done():
             await asyncio.shield(self._writer)
 
-    def accept_awareness(self, peer: Peer, payload: bytes) -> None:
-        entries = protocol.awareness_entries(payload)
-        self.awareness.apply_awareness_update(payload, origin=peer)
-        announced = self.peers.setdefault(peer, set())
-        for entry in entries:
-            if entry.removed:
-                announced.discard(entry.client_id)
-            else:
+    # --- awareness (presence): each client id belongs to the socket that introduced it ----------
+
+    def _owner(self, client_id: int) -> Peer | str | None:
+        """The local socket, or the process id of another process, that owns `client_id`."""
+        owner = self._owners.get(client_id)
+        if owner is not None:
+            return owner
+        remote = self._remote_owners.get(client_id)
+        if remote is not None:
+            process, seen_at = remote
+            if asyncio.get_running_loop().time() - seen_at < REMOTE_AWARENESS_SECONDS:
+                return process
+            del self._remote_owners[client_id]
+        return None
+
+    def accept_awareness(self, peer: Peer, payload: bytes, user: dict[str, Any]) -> bytes | None:
+        """Apply what `peer` may say in an awareness update; the update to relay (None: nothing).
+
+        First come: a client id is owned by the socket that introduced it (here or in
+        another process); entries about someone else's client id are dropped. The
+        `user` field is the server's (the authenticated user), a valid colour is kept.
+        """
+        announced = self.peers.get(peer)
+        if announced is None:
+            return None
+        kept = []
+        for entry in protocol.awareness_entries(payload):
+            if entry.client_id == self.awareness.client_id:
+                continue  # the server's own id
+            owner = self._owner(entry.client_id)
+            if owner is not None and owner is not peer:
+                continue  # someone else's presence
+            if entry.state is None:
+                if owner is peer:
+                    kept.append(entry)
+                continue
+            if owner is None:
+                if len(announced) >= MAX_CLIENT_IDS_PER_SOCKET:
+                    continue
                 announced.add(entry.client_id)
+                self._owners[entry.client_id] = peer
+            kept.append(protocol.AwarenessEntry(entry.client_id, entry.clock, _with_user(entry.state, user)))
+        if not kept:
+            return None
+        sanitized = protocol.encode_awareness_entries(kept)
+        self.awareness.apply_awareness_update(sanitized, origin=peer)
+        return sanitized
 
     async def relay_awareness(self, peer: Peer, payload: bytes) -> None:
         await self.broadcast(protocol.awareness(payload), exclude=peer)
@@ -227,10 +344,36 @@ class Room:
 
     async def remove_peer(self, peer: Peer) -> None:
         client_ids = sorted(self.peers.pop(peer, set()))
+        for client_id in client_ids:
+            if self._owners.get(client_id) is peer:
+                del self._owners[client_id]
         if client_ids:
             self.awareness.remove_awareness_states(client_ids, origin=peer)
             payload = self.awareness.encode_awareness_update(client_ids)
             await self.relay_awareness(peer, payload)
+
+    def _accept_remote_awareness(self, origin: str, payload: bytes) -> bytes | None:
+        """Another process's (already checked) awareness: note who owns what, drop clashes with ours."""
+        try:
+            entries = protocol.awareness_entries(payload)
+        except ProtocolError:
+            logger.warning("document %s: undecodable awareness from process %s", self.document_id, origin)
+            return None
+        now = asyncio.get_running_loop().time()
+        kept = []
+        for entry in entries:
+            if entry.client_id in self._owners:
+                continue  # both processes saw a first claim at once: ours stays ours
+            if entry.state is None:
+                self._remote_owners.pop(entry.client_id, None)
+            else:
+                self._remote_owners[entry.client_id] = (origin, now)
+            kept.append(entry)
+        if not kept:
+            return None
+        filtered = payload if len(kept) == len(entries) else protocol.encode_awareness_entries(kept)
+        self.awareness.apply_awareness_update(filtered, origin="remote")
+        return filtered
 
     # --- fan-out ----------------------------------------------------------------------------
 
@@ -252,8 +395,9 @@ class Room:
         if message.kind == relay.UPDATE:
             await self.apply_external([message.payload])
         elif message.kind == relay.AWARENESS:
-            self.awareness.apply_awareness_update(message.payload, origin="remote")
-            await self.broadcast(protocol.awareness(message.payload))
+            payload = self._accept_remote_awareness(message.origin, message.payload)
+            if payload is not None:
+                await self.broadcast(protocol.awareness(payload))
         elif message.kind == relay.RECHECK:
             for peer in list(self.peers):
                 await peer.recheck()

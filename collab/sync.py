@@ -3,7 +3,8 @@
 The consumer (collab/consumers.py) only routes frames here; this module
 speaks the protocol (collab/protocol.py) against the room's shared document
 (collab/rooms.py): answer the client's step 1, take its step 2 and updates
-(editors only, rate-limited), relay awareness, answer awareness queries.
+(editors only, rate-limited), check and relay awareness (rooms.py owns
+who may speak for which client id), answer awareness queries.
 
 A client's first sync step 2 (its offline edits) is committed before the
 server answers the client's step 1, so the provider's "synced" means
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from channels.db import database_sync_to_async
 
@@ -76,6 +78,11 @@ class DocumentSync:
         self._peer_step2_done = not can_edit
         self._deferred_step1: bytes | None = None
         self._deferred_task: asyncio.Task[None] | None = None
+        user = principal.user if principal.is_authenticated else None
+        # What others see as this socket's `user` in awareness, whatever the client claims.
+        self.awareness_user: dict[str, Any] = (
+            {"name": user.get_username(), "id": user.pk} if user is not None else {"name": "anonymous", "id": None}
+        )
 
     async def start(self) -> None:
         self.room = await rooms.join(self.document_id, self)
@@ -116,8 +123,10 @@ class DocumentSync:
             if first_step2 and not queued:
                 await self._step2_committed()
         elif isinstance(message, protocol.AwarenessUpdate):
-            room.accept_awareness(self, message.payload)
-            await room.relay_awareness(self, message.payload)
+            # Viewers too: presence is not an edit. Only their own client ids, under their own name.
+            accepted = room.accept_awareness(self, message.payload, self.awareness_user)
+            if accepted is not None:
+                await room.relay_awareness(self, accepted)
         elif isinstance(message, protocol.QueryAwareness):
             answer = room.awareness_frame()
             if answer is not None:

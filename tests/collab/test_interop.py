@@ -71,9 +71,13 @@ async def test_nodes_stock_websocket_provider_syncs_with_a_python_client(
         )
         try:
             await python.run_until(lambda: "from node" in str(python.text))
-            # Node announced itself: its awareness state reached us through the server.
+            # Node announced itself ("node"): its awareness state reached us through the server,
+            # under the name of the user it authenticated as (the server writes `user`).
             await python.run_until(
-                lambda: any(s.get("user", {}).get("name") == "node" for s in python.awareness.states.values())
+                lambda: any(
+                    s.get("user") == {"name": "alice", "id": alice.pk, "color": "#123456"}
+                    for s in python.awareness.states.values()
+                )
             )
             await python.insert(" python-ack")
             async with asyncio.timeout(25):

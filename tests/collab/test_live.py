@@ -65,7 +65,17 @@ async def test_two_processes_share_a_document_through_redis(
     # presence crosses processes too
     b.awareness.set_local_state({"user": {"name": "bee"}})
     await b.socket.send(awareness(b.awareness.encode_awareness_update([b.doc.client_id])))
-    await a.run_until(lambda: a.awareness.states.get(b.doc.client_id, {}).get("user", {}).get("name") == "bee")
+    # (under the authenticated user's name: the server writes `user`)
+    await a.run_until(lambda: a.awareness.states.get(b.doc.client_id, {}).get("user", {}).get("name") == "alice")
+    # ...and so does ownership: process one refuses a's claim on b's client id (owned in process two).
+    spoofed = {"user": {"name": "spoof"}}
+    a.awareness.set_local_state(spoofed)
+    a.awareness._states[b.doc.client_id] = spoofed
+    a.awareness._meta[b.doc.client_id] = {"clock": 1000, "lastUpdated": 0}
+    await a.socket.send(awareness(a.awareness.encode_awareness_update([b.doc.client_id])))
+    await a.insert(" (barrier)")  # relayed after whatever process one made of the spoof
+    await b.run_until(lambda: str(b.text).endswith("(barrier)"))
+    assert b.awareness.states[b.doc.client_id]["user"]["name"] != "spoof"
     for client in (a, b):
         await client.socket.close()
     first.stop()

@@ -101,7 +101,9 @@ async def test_awareness_is_relayed_answered_on_query_and_removed_on_close(setup
     c.awareness_frames.clear()
     await c.send(protocol.query_awareness())
     await c.pump(until=lambda: bool(c.awareness_frames), wait=2)
-    assert (a.doc.client_id, {"user": {"name": "alice", "color": "#f00"}}) in awareness_states(c.awareness_frames[-1])
+    # The server writes the user's name and id (the colour is the client's).
+    alice_state = {"user": {"name": "alice", "id": setup["document"].owner_id, "color": "#f00"}}
+    assert (a.doc.client_id, alice_state) in awareness_states(c.awareness_frames[-1])
     b.awareness_frames.clear()
     await a.close()
     await b.pump(until=lambda: a.doc.client_id not in b.presence(), wait=2)
