@@ -59,6 +59,6 @@ def uninstall(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     # main has 0006_connection_limit_policy_plural (also on 0005): at merge, depend on the newest one.
-    dependencies = [("policies", "0005_sharegrant_constraints")]
+    dependencies = [("policies", "0006_connection_limit_policy_plural")]
 
     operations = [migrations.RunPython(install, uninstall)]
