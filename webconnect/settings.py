@@ -172,10 +172,17 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
-# Failed sign-ins allowed per window before further attempts are refused, per
-# account and per client IP (the `limits` library's moving window).
-LOGIN_FAILURES_PER_ACCOUNT = envstr("LOGIN_FAILURES_PER_ACCOUNT", "5/15minutes")
+# Sign-in throttling (webconnect/throttling.py, the `limits` library's moving
+# window). Failed sign-ins per window before this address is refused (429) for
+# this account, and for every account (an IPv6 address counts as its /64):
+LOGIN_FAILURES_PER_ACCOUNT_IP = envstr("LOGIN_FAILURES_PER_ACCOUNT_IP", "5/15minutes")
 LOGIN_FAILURES_PER_IP = envstr("LOGIN_FAILURES_PER_IP", "30/15minutes")
+# Failures on one account, from anywhere, after which its sign-ins are slowed
+# (never locked): each attempt waits LOGIN_SLOWDOWN_BASE_MS, doubling with every
+# further failure, at most LOGIN_SLOWDOWN_MAX_MS.
+LOGIN_FAILURES_PER_ACCOUNT = envstr("LOGIN_FAILURES_PER_ACCOUNT", "10/15minutes")
+LOGIN_SLOWDOWN_BASE_MS = envint("LOGIN_SLOWDOWN_BASE_MS", 1000, minimum=1)
+LOGIN_SLOWDOWN_MAX_MS = envint("LOGIN_SLOWDOWN_MAX_MS", 16000, minimum=1)
 
 EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "webconnect@localhost")

@@ -9,7 +9,7 @@ from webconnect import views
 from webconnect.realtime import api as realtime_api
 
 accounts_patterns = [
-    path("login/", views.LoginView.as_view(), name="login"),
+    path("login/", views.sign_in, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("password_change/", views.PasswordChangeView.as_view(), name="password_change"),
     path("password_change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
@@ -24,6 +24,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("accounts/", include(accounts_patterns)),
+    # Before admin.site.urls, so "admin:login" (same path) is answered by the throttled view.
+    path("admin/login/", views.admin_sign_in, name="admin-login"),
     path("admin/", admin.site.urls),
     path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     path("api/", include("webconnect.api.urls")),

@@ -1,19 +1,23 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from webconnect.audit import audit_record
 from webconnect.forms import ThrottledAuthenticationForm
+from webconnect.throttling import login_delay
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +77,37 @@ class LoginView(auth_views.LoginView):
         if getattr(form, "throttled", False):
             response.status_code = 429
         return response
+
+
+async def _slow_down(request: HttpRequest) -> None:
+    """An account past its failure ceiling answers late, not never (webconnect/throttling.py).
+
+    The wait is an asyncio sleep, so a flood of slowed attempts holds no thread.
+    """
+    if request.method != "POST":
+        return
+    delay = await sync_to_async(login_delay)(username=str(request.POST.get("username", "")))
+    if delay:
+        await asyncio.sleep(delay)
+
+
+_accounts_login = LoginView.as_view()
+
+
+async def sign_in(request: HttpRequest) -> HttpResponseBase:
+    await _slow_down(request)
+    response: HttpResponseBase = await sync_to_async(_accounts_login)(request)
+    return response
+
+
+async def admin_sign_in(request: HttpRequest) -> HttpResponse:
+    """The admin site's own login view (its form is throttled, see webconnect/admin.py), slowed and 429 when refused."""
+    await _slow_down(request)
+    response: HttpResponse = await sync_to_async(admin.site.login)(request)
+    form = (getattr(response, "context_data", None) or {}).get("form")
+    if getattr(form, "throttled", False):
+        response.status_code = 429
+    return response
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
