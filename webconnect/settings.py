@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "csp",
     "webconnect",
     "webconnect.jobs",
     "policies",
@@ -84,6 +85,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "webconnect.context.RequestContextMiddleware",
 ]
 
@@ -273,6 +275,31 @@ REST_FRAMEWORK: dict[str, Any] = {
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
+
+# --- Content-Security-Policy (django-csp) -----------------------------------------
+# Every page runs only the project's own static scripts and styles: no inline
+# <script>, no <style> blocks or style="" attributes (json_script blocks are data,
+# never executed). 'self' in connect-src covers ws:/wss: of the same host
+# (CSP Level 3; checked in Chromium by tests/browser/test_csp_browser.py).
+# data: images are the icons swagger-ui's and the admin's stylesheets embed.
+# No form-action: an OAuth consent form redirects to the client's redirect URI.
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# /api/docs/ and /api/schema/ need a signed-in caller unless opened on purpose
+# (default: open only under DEBUG).
+API_DOCS_PUBLIC = envbool("API_DOCS_PUBLIC", DEBUG)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "webconnect API",

@@ -9,11 +9,16 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from webconnect.audit import audit_record
 from webconnect.forms import ThrottledAuthenticationForm
@@ -122,3 +127,22 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         response = super().form_valid(form)
         audit_record(action="auth.password_reset", actor=form.user, target=f"user:{form.user.pk}")
         return response
+
+
+class ApiDocsAccess(BasePermission):
+    """The schema is for signed-in callers (session or token) unless API_DOCS_PUBLIC opens it."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return bool(settings.API_DOCS_PUBLIC or (request.user and request.user.is_authenticated))
+
+
+api_schema = SpectacularAPIView.as_view(permission_classes=[ApiDocsAccess])
+# The split view serves swagger-ui's init script as a file (no inline script under the CSP).
+_api_docs = SpectacularSwaggerSplitView.as_view(url_name="api-schema", permission_classes=[ApiDocsAccess])
+
+
+def api_docs(request: HttpRequest) -> HttpResponseBase:
+    if not settings.API_DOCS_PUBLIC and not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())  # a browser is sent to sign in
+    response: HttpResponseBase = _api_docs(request)
+    return response
