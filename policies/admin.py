@@ -53,7 +53,7 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         if db_field.name == "text" and field is not None:
             field.widget.attrs.update(
-                {"rows": 8, "cols": 100, "style": "font-family: monospace", "spellcheck": "false"}
+                {"rows": 8, "cols": 100, "class": "vLargeTextField policy-text", "spellcheck": "false"}
             )
         return field
 
@@ -172,6 +172,9 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
 
 @admin.register(AccessPolicyVersion)
 class AccessPolicyVersionAdmin(admin.ModelAdmin[AccessPolicyVersion]):
+    class Media:
+        css = {"all": ["policies/policy_text.css"]}  # .policy-diff (no style="" under the CSP)
+
     list_display = ["policy_name", "number", "change", "enabled", "created_at", "created_by"]
     list_filter = ["change", "policy_name"]
     search_fields = ["policy_name", "text"]
@@ -192,7 +195,7 @@ class AccessPolicyVersionAdmin(admin.ModelAdmin[AccessPolicyVersion]):
 
     @admin.display(description="diff to the previous version")
     def diff_view(self, obj: AccessPolicyVersion) -> str:
-        return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.diff or "(no change)")
+        return format_html('<pre class="policy-diff">{}</pre>', obj.diff or "(no change)")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -13,6 +13,10 @@ class PolicyTextWidget(forms.Textarea):
 
     template_name = "policies/widgets/policy_text.html"
 
+    class Media:
+        css = {"all": ["policies/policy_text.css"]}
+        js = ["policies/policy_text.js"]
+
     def __init__(self, *, search_url: str, attrs: dict[str, Any] | None = None) -> None:
         super().__init__({"class": "vLargeTextField", **(attrs or {})})
         self.search_url = search_url

@@ -9,10 +9,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from webconnect.audit import audit_export_csv, audit_export_jsonl, audit_record, audit_verify_chain
+from webconnect.forms import ThrottledAdminAuthenticationForm
 from webconnect.models import AuditEvent, Namespace
 
 admin.site.site_header = "webconnect administration"
 admin.site.site_title = "webconnect admin"
+# Sign-in throttling on the admin's login form too (the view is webconnect.views.admin_sign_in).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 @admin.register(AuditEvent)

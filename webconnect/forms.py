@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 
 from webconnect.audit import audit_record
@@ -11,8 +12,12 @@ from webconnect.models import AuditEvent
 from webconnect.throttling import login_failed, login_retry_after, login_throttle_reset
 
 
-class ThrottledAuthenticationForm(AuthenticationForm):
-    """Django's sign-in form, refusing attempts once an account or IP failed too often."""
+class _ThrottledSignIn(AuthenticationForm):
+    """Refuses an attempt once this address failed too often (see webconnect/throttling.py).
+
+    The per-account slowdown happens before the form is checked, in the view
+    (`webconnect.views.throttled_sign_in`), so the wait holds no worker thread.
+    """
 
     throttled = False
 
@@ -47,5 +52,13 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         except forms.ValidationError:
             login_failed(username=username, client_ip=client_ip)
             raise
-        login_throttle_reset(username=username)
+        login_throttle_reset(username=username, client_ip=client_ip)
         return cleaned
+
+
+class ThrottledAuthenticationForm(_ThrottledSignIn):
+    """The sign-in form of /accounts/login/."""
+
+
+class ThrottledAdminAuthenticationForm(_ThrottledSignIn, AdminAuthenticationForm):
+    """The admin site's sign-in form (staff only), throttled the same way."""

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "csp",
     "webconnect",
     "webconnect.jobs",
     "policies",
@@ -84,6 +85,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "webconnect.context.RequestContextMiddleware",
 ]
 
@@ -172,10 +174,17 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
-# Failed sign-ins allowed per window before further attempts are refused, per
-# account and per client IP (the `limits` library's moving window).
-LOGIN_FAILURES_PER_ACCOUNT = envstr("LOGIN_FAILURES_PER_ACCOUNT", "5/15minutes")
+# Sign-in throttling (webconnect/throttling.py, the `limits` library's moving
+# window). Failed sign-ins per window before this address is refused (429) for
+# this account, and for every account (an IPv6 address counts as its /64):
+LOGIN_FAILURES_PER_ACCOUNT_IP = envstr("LOGIN_FAILURES_PER_ACCOUNT_IP", "5/15minutes")
 LOGIN_FAILURES_PER_IP = envstr("LOGIN_FAILURES_PER_IP", "30/15minutes")
+# Failures on one account, from anywhere, after which its sign-ins are slowed
+# (never locked): each attempt waits LOGIN_SLOWDOWN_BASE_MS, doubling with every
+# further failure, at most LOGIN_SLOWDOWN_MAX_MS.
+LOGIN_FAILURES_PER_ACCOUNT = envstr("LOGIN_FAILURES_PER_ACCOUNT", "10/15minutes")
+LOGIN_SLOWDOWN_BASE_MS = envint("LOGIN_SLOWDOWN_BASE_MS", 1000, minimum=1)
+LOGIN_SLOWDOWN_MAX_MS = envint("LOGIN_SLOWDOWN_MAX_MS", 16000, minimum=1)
 
 EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "webconnect@localhost")
@@ -266,6 +275,31 @@ REST_FRAMEWORK: dict[str, Any] = {
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
+
+# --- Content-Security-Policy (django-csp) -----------------------------------------
+# Every page runs only the project's own static scripts and styles: no inline
+# <script>, no <style> blocks or style="" attributes (json_script blocks are data,
+# never executed). 'self' in connect-src covers ws:/wss: of the same host
+# (CSP Level 3; checked in Chromium by tests/browser/test_csp_browser.py).
+# data: images are the icons swagger-ui's and the admin's stylesheets embed.
+# No form-action: an OAuth consent form redirects to the client's redirect URI.
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# /api/docs/ and /api/schema/ need a signed-in caller unless opened on purpose
+# (default: open only under DEBUG).
+API_DOCS_PUBLIC = envbool("API_DOCS_PUBLIC", DEBUG)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "webconnect API",

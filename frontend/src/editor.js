@@ -99,6 +99,8 @@ function start () {
   const editor = new Editor({
     element: root,
     editable: Boolean(config.canEdit),
+    // Tiptap's stylesheet is collab/static/collab/prosemirror.css: the CSP refuses injected <style> elements.
+    injectCSS: false,
     extensions: [
       StarterKit.configure({ undoRedo: false, link: { openOnClick: false } }),
       Collaboration.configure({ document: ydoc }),

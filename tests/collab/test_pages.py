@@ -203,5 +203,5 @@ def test_rest_scopes_and_rights(alice: Any, bob: Any, mint_token: Callable[..., 
 
 
 def test_documents_are_in_the_openapi_schema(alice_client: Client) -> None:
-    schema = Client().get("/api/schema/", HTTP_ACCEPT="application/json").content.decode()
+    schema = alice_client.get("/api/schema/", HTTP_ACCEPT="application/json").content.decode()
     assert "/api/documents/" in schema and "/api/documents/{document_id}/versions/" in schema

@@ -246,6 +246,7 @@ def test_openid_discovery_is_published(client: Client) -> None:
 
 
 def test_the_openapi_schema_and_docs_page_are_served(client: Client, alice: Any) -> None:
+    client.force_login(alice)  # the docs need sign-in unless API_DOCS_PUBLIC
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema.status_code == 200
     assert "/api/me/" in schema.json()["paths"]
