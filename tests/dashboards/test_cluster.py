@@ -7,6 +7,7 @@ import json
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -45,8 +46,11 @@ async def test_two_processes_record_each_point_once_and_both_publish_figures(
     )
     token = await sync_to_async(mint_token)("operator", "dashboards:write realtime:read realtime:write")
     shared = tempfile.mkdtemp(prefix="webconnect-prom-dash-")
-    one = live_server_factory(DASHBOARDS_OPS_INTERVAL_MS="300", PROMETHEUS_MULTIPROC_DIR=shared)
-    two = live_server_factory(DASHBOARDS_OPS_INTERVAL_MS="300", PROMETHEUS_MULTIPROC_DIR=shared)
+    # A Redis namespace of their own: other live servers of this test run also run recorders
+    # and would compete for the one-writer lease (and count the points in their own metrics).
+    own = {"REALTIME_REDIS_PREFIX": f"cluster-{uuid.uuid4().hex[:8]}:rt"}
+    one = live_server_factory(DASHBOARDS_OPS_INTERVAL_MS="300", PROMETHEUS_MULTIPROC_DIR=shared, **own)
+    two = live_server_factory(DASHBOARDS_OPS_INTERVAL_MS="300", PROMETHEUS_MULTIPROC_DIR=shared, **own)
     for server in (one, two):  # the first HTTP request starts the background tasks
         await asyncio.to_thread(_get, f"{server.url}/healthz")
 
