@@ -385,7 +385,9 @@ def open_page(chromium: Any, live_daphne: LiveServer) -> Iterator[Callable[[str]
     contexts: list[Any] = []
 
     def open_as(username: str) -> Any:
-        context = chromium.new_context(viewport={"width": 1100, "height": 800})
+        # bypass_csp: Playwright's wait_for_function evaluates strings, which the CSP forbids
+        # (rightly, for pages); tests/browser/test_csp_browser.py checks the pages under the CSP.
+        context = chromium.new_context(viewport={"width": 1100, "height": 800}, bypass_csp=True)
         context.set_default_timeout(15_000)
         contexts.append(context)
         page = context.new_page()
@@ -423,7 +425,7 @@ def signed_in_session(server: LiveServer, username: str, path: str = "/accounts/
 
 @pytest.fixture
 def page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    context = chromium.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)  # see open_page
     context.set_default_timeout(15_000)
     page = context.new_page()
     yield page
