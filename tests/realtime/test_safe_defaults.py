@@ -65,3 +65,62 @@ async def test_a_production_install_accepts_no_anonymous_socket_until_demo_data_
     assert "readable without signing in" in out
     assert await sync_to_async(Namespace.objects.filter(name="demo", anonymous_read=True).exists)()
     assert await anonymous_outcome(server) == "open"
+
+
+async def test_default_limits_are_installed_and_editable_in_the_admin(admin_user: Any) -> None:
+    from django.test import Client
+
+    from policies.models import ConnectionLimitPolicy, RateLimitPolicy
+
+    sockets = await sync_to_async(dict)(ConnectionLimitPolicy.objects.values_list("name", "max_connections"))
+    assert sockets == {"default-sockets-per-user": 100, "default-sockets-per-ip": 300}
+    rates = await sync_to_async(list)(RateLimitPolicy.objects.values_list("name", "scope", "actions", "limits"))
+    assert sorted(rates) == [
+        ("default-publish-per-channel", "channel", "publish", "500/second"),
+        ("default-publish-per-user", "user", "publish", "50/second;1500/minute"),
+    ]
+    client = Client()
+    await sync_to_async(client.force_login)(admin_user)
+    policy = await sync_to_async(RateLimitPolicy.objects.get)(name="default-publish-per-user")
+    page = await sync_to_async(client.get)(f"/admin/policies/ratelimitpolicy/{policy.pk}/change/")
+    assert page.status_code == 200 and "50/second;1500/minute" in page.content.decode()
+
+
+async def test_a_flood_of_publishes_from_one_user_is_rate_limited_by_default(
+    alice: Any, open_ws: Callable[..., Any], token_for: Any
+) -> None:
+    from tests.realtime.conftest import bearer
+
+    a = await open_ws(bearer(await token_for("alice")))
+    for n in range(80):
+        await a.send("publish", {"n": n}, channel="chat.flood", id=f"f{n}")
+    answers = [await a.recv() for _ in range(80)]
+    codes = [f["payload"]["code"] if f["header"]["type"] == "error" else "ok" for f in answers]
+    assert codes.count("ok") == 50 and codes.count("rate_limited") == 30, codes
+    refused = next(f for f in answers if f["header"]["type"] == "error")
+    assert "50 per 1 second" in refused["payload"]["message"] and refused["payload"]["retry_after"] > 0
+    assert (await a.call("ping"))["header"]["type"] == "pong"  # the socket stays usable
+
+
+async def test_an_anonymous_socket_gets_a_small_frame_limit(
+    alice: Any, open_ws: Callable[..., Any], token_for: Any
+) -> None:
+    from django.conf import settings
+
+    from tests.realtime.conftest import bearer
+
+    await sync_to_async(Namespace.objects.create)(name="public", anonymous_read=True, client_publish=False)
+    limit = settings.REALTIME_ANONYMOUS_MAX_FRAME_BYTES
+    assert limit == 4096
+    signed_in = await open_ws(bearer(await token_for("alice")))
+    padding = "x" * (limit + 100)
+    answer = await signed_in.call("subscribe", {"pad": padding}, channel="public.news")
+    assert answer["header"]["type"] == "ack"  # the ordinary limit (64 KiB) for an authenticated socket
+
+    anonymous = await open_ws()
+    answer = await anonymous.call("subscribe", {"pad": "x" * (limit - 200)}, channel="public.news")
+    assert answer["header"]["type"] == "ack"
+    await anonymous.send("history", {"pad": padding}, channel="public.news")
+    closing = await anonymous.recv()
+    assert closing["header"]["type"] == "close" and closing["payload"]["code"] == 4413
+    assert f"{limit} bytes" in closing["payload"]["reason"]
