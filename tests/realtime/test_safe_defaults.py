@@ -72,9 +72,11 @@ async def test_default_limits_are_installed_and_editable_in_the_admin(admin_user
 
     from policies.models import ConnectionLimitPolicy, RateLimitPolicy
 
-    sockets = await sync_to_async(dict)(ConnectionLimitPolicy.objects.values_list("name", "max_connections"))
+    sockets = await sync_to_async(lambda: dict(ConnectionLimitPolicy.objects.values_list("name", "max_connections")))()
     assert sockets == {"default-sockets-per-user": 100, "default-sockets-per-ip": 300}
-    rates = await sync_to_async(list)(RateLimitPolicy.objects.values_list("name", "scope", "actions", "limits"))
+    rates = await sync_to_async(
+        lambda: list(RateLimitPolicy.objects.values_list("name", "scope", "actions", "limits"))
+    )()
     assert sorted(rates) == [
         ("default-publish-per-channel", "channel", "publish", "500/second"),
         ("default-publish-per-user", "user", "publish", "50/second;1500/minute"),
