@@ -126,3 +126,30 @@ async def test_an_anonymous_socket_gets_a_small_frame_limit(
     closing = await anonymous.recv()
     assert closing["header"]["type"] == "close" and closing["payload"]["code"] == 4413
     assert f"{limit} bytes" in closing["payload"]["reason"]
+
+
+async def test_refused_publishes_do_not_spend_the_channel_budget_of_everybody_else(
+    alice: Any, bob: Any, open_ws: Callable[..., Any], token_for: Any
+) -> None:
+    from policies.models import RateLimitPolicy
+    from tests.realtime.conftest import bearer
+
+    await sync_to_async(RateLimitPolicy.objects.all().delete)()
+    # "a-..." sorts first: the channel's limit is looked at before the user's.
+    await sync_to_async(RateLimitPolicy.objects.create)(
+        name="a-channel", scope="channel", actions="publish", limits="30/minute"
+    )
+    await sync_to_async(RateLimitPolicy.objects.create)(
+        name="b-user", scope="user", actions="publish", limits="5/minute"
+    )
+
+    async def publish(socket: Any, count: int) -> list[str]:
+        for n in range(count):
+            await socket.send("publish", {"n": n}, channel="chat.budget", id=f"p{n}")
+        answers = [await socket.recv() for _ in range(count)]
+        return [f["payload"]["code"] if f["header"]["type"] == "error" else "ok" for f in answers]
+
+    flooder = await open_ws(bearer(await token_for("alice")))
+    assert (await publish(flooder, 40)).count("ok") == 5
+    other = await open_ws(bearer(await token_for("bob")))
+    assert (await publish(other, 5)).count("ok") == 5  # 10 of the channel's 30 used, not 45
