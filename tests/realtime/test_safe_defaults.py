@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -153,3 +154,42 @@ async def test_refused_publishes_do_not_spend_the_channel_budget_of_everybody_el
     assert (await publish(flooder, 40)).count("ok") == 5
     other = await open_ws(bearer(await token_for("bob")))
     assert (await publish(other, 5)).count("ok") == 5  # 10 of the channel's 30 used, not 45
+
+
+async def test_a_socket_without_credentials_cannot_send_large_messages_to_the_server(
+    alice: Any, live_daphne: LiveServer, mint_token: Callable[..., str]
+) -> None:
+    from django.conf import settings
+
+    await sync_to_async(Namespace.objects.create)(name="public", anonymous_read=True, client_publish=False)
+    limit = settings.REALTIME_ANONYMOUS_MAX_FRAME_BYTES
+    url = f"{live_daphne.ws_url}/ws/"
+
+    def subscribe(pad: int) -> str:
+        return json.dumps(
+            {"header": {"type": "subscribe", "channel": "public.x", "id": "s"}, "payload": {"p": "x" * pad}}
+        )
+
+    async def outcome(ws: Any) -> str:
+        try:
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                if frame["header"]["type"] in {"ack", "close"}:
+                    kind = frame["header"]["type"]
+                    return "ack" if kind == "ack" else f"close {frame['payload']['code']}"
+        except websockets.ConnectionClosed as closed:
+            return f"closed {closed.rcvd.code if closed.rcvd else None}"
+
+    token = await sync_to_async(mint_token)("alice", "realtime:read")
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        await ws.send(subscribe(50_000))  # signed in: the ordinary 64 KiB limit
+        assert await outcome(ws) == "ack"
+    async with websockets.connect(url) as ws:
+        await ws.send(subscribe(limit + 100))  # over the application's limit: closed with a reason
+        assert await outcome(ws) == "close 4413"
+    async with websockets.connect(url) as ws:
+        # Far over it: the server stops reading at 4x the limit instead of buffering up to 4 MiB.
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.send(subscribe(500_000))  # under the server-wide 1 MiB frame limit
+        # Autobahn fails the connection (1009, or the TCP connection dropped): not the app's 4413.
+        assert await outcome(ws) in {"closed 1009", "closed None"}

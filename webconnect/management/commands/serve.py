@@ -9,6 +9,7 @@ from typing import Any
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory
 from daphne.server import Server
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from twisted.internet import defer
@@ -91,10 +92,38 @@ class DeadlineHTTPFactory(HTTPFactory):  # type: ignore[misc]
         return protocol
 
 
+def offers_credential(request: Any) -> bool:
+    """Whether an upgrade request carries anything webconnect.handshake could authenticate."""
+    headers = request.headers  # autobahn lower-cases the names
+    if "authorization" in headers or "ticket" in request.params:
+        return True
+    return f"{settings.SESSION_COOKIE_NAME}=" in headers.get("cookie", "")
+
+
+class CappedWebSocketProtocol(WebSocketProtocol):  # type: ignore[misc]
+    """A socket that arrives without any credential may only send small messages, at the transport.
+
+    Autobahn buffers a message until it is complete, up to the server-wide
+    WEBSOCKET_MAX_MESSAGE_SIZE (4 MiB): without this, each anonymous socket could hold that much
+    in unfinished messages. The cap is four times REALTIME_ANONYMOUS_MAX_FRAME_BYTES, so a frame
+    just over the application's limit still gets its 4413 close with a reason, and anything
+    larger is cut (1009) while it arrives.
+    """
+
+    def onConnect(self, request: Any) -> Any:
+        if not offers_credential(request):
+            cap = 4 * settings.REALTIME_ANONYMOUS_MAX_FRAME_BYTES
+            # Read per message by autobahn, copied from the factory when the connection was made.
+            for option in ("maxMessagePayloadSize", "maxFramePayloadSize"):
+                setattr(self, option, min(getattr(self, option) or cap, cap))
+        return super().onConnect(request)
+
+
 class DrainingServer(Server):  # type: ignore[misc]
     """Daphne, but SIGTERM first drains: stop accepting, flush document commits, close sockets with 4501.
 
-    It also bounds how long a client may take to send its request headers (`DeadlineHTTPFactory`).
+    It also bounds how long a client may take to send its request headers (`DeadlineHTTPFactory`)
+    and how large a message a socket without credentials may send (`CappedWebSocketProtocol`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -110,6 +139,16 @@ class DrainingServer(Server):  # type: ignore[misc]
     @http_factory.setter
     def http_factory(self, factory: Any) -> None:
         self._http_factory = factory if isinstance(factory, DeadlineHTTPFactory) else DeadlineHTTPFactory(self)
+
+    # Likewise for the WebSocket factory: the same one run() built, speaking CappedWebSocketProtocol.
+    @property
+    def ws_factory(self) -> Any:
+        return self._ws_factory
+
+    @ws_factory.setter
+    def ws_factory(self, factory: WebSocketFactory) -> None:
+        factory.protocol = CappedWebSocketProtocol
+        self._ws_factory = factory
 
     def listen_success(self, port: Any) -> None:
         self._ports.append(port)
