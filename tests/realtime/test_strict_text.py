@@ -181,3 +181,20 @@ async def test_a_lone_surrogate_is_refused_and_the_channel_keeps_serving(
     assert status == 400 and body["code"] == "bad_request"
     status, body = await sync_to_async(_rest)(live_daphne, "GET", f"/api/channels/{channel}/history/", alice_token)
     assert status == 200 and [m["payload"] for m in body["messages"]] == [{"t": "fine"}]
+
+
+@pytest.mark.django_db
+def test_dashboard_ingest_refuses_a_lone_surrogate_too(admin_user: Any) -> None:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(admin_user)
+    # DRF's JSON parser accepts the escape; the publish service refuses it before anything is stored.
+    response = client.post(
+        "/api/dashboards/ingest/",
+        b'{"channel": "chat.ingest", "messages": [{"t": "\\ud800"}]}',
+        content_type="application/json",
+    )
+    assert response.status_code == 400 and response.json()["code"] == "bad_request", response.content
+    history = client.get("/api/channels/chat.ingest/history/")
+    assert history.status_code == 200 and history.json()["messages"] == []
