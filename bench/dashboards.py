@@ -64,7 +64,7 @@ def setup(dashboards: int) -> str:
     from dashboards import services
     from dashboards.ops import ensure_namespaces
 
-    ensure_namespaces()
+    ensure_namespaces(demo=True)
     user = get_user_model().objects.create_user("bench", is_staff=True)
     kinds = ["line", "gauge", "stat", "bar", "line", "stat"]  # all numeric: every message is recorded
     for d in range(dashboards):

@@ -63,11 +63,21 @@ def _ensure(*, system: str, title: str, owner: Any, visibility: str, widgets: li
 
 @transaction.atomic
 def builtin_dashboards_ensure(*, owner: Any) -> tuple[Dashboard, Dashboard]:
-    """The demo (public) and operations (private: staff see it through the staff policy) dashboards, once."""
-    ensure_namespaces()
+    """The demo (public, its namespace readable anonymously) and operations dashboards, once.
+
+    For demonstrations only (`bootstrap --demo`, `make run`, `demo_producer`): a production install
+    calls `ops_dashboard_ensure`, so no namespace is anonymous unless an administrator makes it so.
+    """
+    ensure_namespaces(demo=True)
     demo = _ensure(system="demo", title="Demo: plant sensors", owner=owner, visibility="public", widgets=DEMO_WIDGETS)
-    ops = _ensure(system="ops", title="Operations", owner=owner, visibility="private", widgets=OPS_WIDGETS)
-    return demo, ops
+    return demo, ops_dashboard_ensure(owner=owner)
+
+
+@transaction.atomic
+def ops_dashboard_ensure(*, owner: Any) -> Dashboard:
+    """The operations dashboard (private: staff see it through the staff policy), once."""
+    ensure_namespaces()
+    return _ensure(system="ops", title="Operations", owner=owner, visibility="private", widgets=OPS_WIDGETS)
 
 
 def producer_user() -> Any:

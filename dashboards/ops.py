@@ -27,16 +27,8 @@ logger = logging.getLogger(__name__)
 
 OPS_CHANNEL = "sys.ops"
 SYSTEM_SENDER = {"user_id": None, "name": "system"}
-# Namespaces created on first use: demo data everyone may read, and the system
-# channel (server publishes, staff read).
-NAMESPACES = {
-    "demo": {
-        "history_size": 200,
-        "history_ttl": 3600,
-        "presence": False,
-        "client_publish": False,
-        "anonymous_read": True,
-    },
+# The system channel's namespace (server publishes, staff read), created on first use.
+SYSTEM_NAMESPACES = {
     "sys": {
         "history_size": 60,
         "history_ttl": 600,
@@ -45,12 +37,24 @@ NAMESPACES = {
         "anonymous_read": False,
     },
 }
+# The demo data everyone may read, signed in or not: only on request (`bootstrap --demo`, which
+# `make run` passes, or DEBUG), never on a production install's first request.
+DEMO_NAMESPACES = {
+    "demo": {
+        "history_size": 200,
+        "history_ttl": 3600,
+        "presence": False,
+        "client_publish": False,
+        "anonymous_read": True,
+    },
+}
 
 
-def ensure_namespaces() -> None:
-
+def ensure_namespaces(*, demo: bool = False) -> None:
+    """The `sys` namespace, and with `demo` the anonymous-readable `demo` one; existing rows are left alone."""
     created = False
-    for name, values in NAMESPACES.items():
+    wanted = {**SYSTEM_NAMESPACES, **(DEMO_NAMESPACES if demo else {})}
+    for name, values in wanted.items():
         created |= Namespace.objects.get_or_create(name=name, defaults=values)[1]
     if created:
         namespace_cache_clear()

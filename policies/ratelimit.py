@@ -186,6 +186,7 @@ async def check_rate(principal: Principal, action: str, resource: Resource) -> R
     if any(rule.role for rule in rules) and principal.is_authenticated:
         version = engine.loaded_version() or 0
         roles = await database_sync_to_async(engine._user_roles, thread_sensitive=False)(principal.user, version)
+    keyed: list[tuple[Rule, tuple[str, ...], tuple[str, ...]]] = []
     for rule in rules:
         if rule.role and rule.role not in roles:
             continue
@@ -193,6 +194,18 @@ async def check_rate(principal: Principal, action: str, resource: Resource) -> R
         if identifiers is None:
             continue
         key = (settings.RATE_LIMIT_KEY_PREFIX, f"rl-{rule.strategy}", f"p{rule.policy_id}", *identifiers)
+        keyed.append((rule, identifiers, key))
+    # Every spent budget this process knows of first, before anything is counted: a client over its
+    # own limit is refused without a Redis round trip and without spending other budgets (a flooding
+    # user's refused publishes must not use up the channel's limit for everybody else).
+    for rule, identifiers, key in keyed:
+        for item in rule.items:
+            wait = await _spent(rule, item, key)
+            if wait is not None:
+                metrics.rate_limited.labels(policy=rule.name).inc()
+                await _record_hit(rule, item, principal, action, resource, identifiers)
+                return RateDecision(False, retry_after=wait, limit=str(item))
+    for rule, identifiers, key in keyed:
         for item in rule.items:
             refused_wait = await _hit(rule, item, key)
             if refused_wait is not None:
@@ -200,6 +213,19 @@ async def check_rate(principal: Principal, action: str, resource: Resource) -> R
                 await _record_hit(rule, item, principal, action, resource, identifiers)
                 return RateDecision(False, retry_after=refused_wait, limit=str(item))
     return RateDecision(True)
+
+
+async def _spent(rule: Rule, item: RateLimitItem, key: tuple[str, ...]) -> float | None:
+    """Seconds until a retry may succeed if this process already knows `item` is spent, else None."""
+    if _shared_is_local():
+        shared = _shared_limiter(rule.strategy)
+        if await shared.test(item, *key):
+            return None
+        return max((await shared.get_window_stats(item, *key)).reset_time - time.time(), 0.001)
+    local = _local_limiter(rule.strategy)
+    if local.test(item, *key):
+        return None
+    return max(local.get_window_stats(item, *key).reset_time - time.time(), 0.001)
 
 
 async def _hit(rule: Rule, item: RateLimitItem, key: tuple[str, ...]) -> float | None:

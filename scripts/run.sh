@@ -9,7 +9,7 @@ PORT="${PORT:-8000}"
 PY=.venv/bin/python
 
 $PY manage.py migrate --noinput
-$PY manage.py bootstrap
+$PY manage.py bootstrap --demo
 if [[ "${DEBUG,,}" != "true" && "${DEBUG}" != "1" ]]; then
   $PY manage.py collectstatic --noinput --verbosity 0
 fi

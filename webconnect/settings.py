@@ -367,6 +367,16 @@ AUDIT_EXPORT_DIR = envstr("AUDIT_EXPORT_DIR", str(DATA_DIR / "audit-exports"))
 # sync of a large document is the case that needs more, so it is one setting.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = envint("WEBSOCKET_MAX_MESSAGE_SIZE", 4 * 1024 * 1024, minimum=1024)
 DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = envint("WEBSOCKET_MAX_FRAME_SIZE", 1024 * 1024, minimum=1024)
+# Server-side timeouts against slow clients (slowloris), not only a proxy's: the request line and
+# headers must arrive within HTTP_HEADER_TIMEOUT seconds of the connection (or of the previous
+# response on a kept-alive one), however slowly they trickle; a connection that sends nothing is
+# closed after HTTP_IDLE_TIMEOUT; the application must answer within HTTP_RESPONSE_TIMEOUT
+# (0 = no limit; streaming exports are cut there too); a WebSocket upgrade must be accepted
+# within WEBSOCKET_CONNECT_TIMEOUT.
+HTTP_HEADER_TIMEOUT = envint("HTTP_HEADER_TIMEOUT", 10, minimum=1)
+HTTP_IDLE_TIMEOUT = envint("HTTP_IDLE_TIMEOUT", 60, minimum=1)
+HTTP_RESPONSE_TIMEOUT = envint("HTTP_RESPONSE_TIMEOUT", 300, minimum=0)
+WEBSOCKET_CONNECT_TIMEOUT = envint("WEBSOCKET_CONNECT_TIMEOUT", 10, minimum=1)
 
 # Real-time messaging (/ws/, webconnect.realtime). The server sends a `ping` frame
 # every interval; a connection that sends nothing for the idle timeout is closed.
@@ -374,6 +384,8 @@ REALTIME_HEARTBEAT_INTERVAL = envint("REALTIME_HEARTBEAT_INTERVAL", 25, minimum=
 REALTIME_IDLE_TIMEOUT = envint("REALTIME_IDLE_TIMEOUT", 75, minimum=2)
 # A JSON frame larger than this closes the connection with 4413.
 REALTIME_MAX_FRAME_BYTES = envint("REALTIME_MAX_FRAME_BYTES", 64 * 1024, minimum=256)
+# The same for a socket that has not authenticated (anonymous readers only subscribe and ask for history).
+REALTIME_ANONYMOUS_MAX_FRAME_BYTES = envint("REALTIME_ANONYMOUS_MAX_FRAME_BYTES", 4 * 1024, minimum=256)
 # Namespace settings are cached per process this long (seconds); a name missing
 # from the cache is looked up again after a second.
 REALTIME_NAMESPACE_CACHE_SECONDS = envint("REALTIME_NAMESPACE_CACHE_SECONDS", 5, minimum=0)

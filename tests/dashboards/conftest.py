@@ -27,7 +27,7 @@ def _namespaces(request: pytest.FixtureRequest) -> Iterator[None]:
             from policies import engine
 
             engine.mark_stale()
-        ensure_namespaces()
+        ensure_namespaces(demo=True)
     selectors.namespace_cache_clear()
     yield
     selectors.namespace_cache_clear()

@@ -20,7 +20,11 @@ def _fresh_namespaces(request: pytest.FixtureRequest) -> Iterator[None]:
         request.getfixturevalue("transactional_db")
         from django.apps import apps
 
-        for module in ("webconnect.migrations.0003_default_namespaces", "policies.migrations.0002_default_policies"):
+        for module in (
+            "webconnect.migrations.0003_default_namespaces",
+            "policies.migrations.0002_default_policies",
+            "policies.migrations.0008_default_realtime_limits",
+        ):
             with contextlib.suppress(ImportError):
                 importlib.import_module(module).install(apps, None)
         try:

@@ -155,8 +155,14 @@ class Connection:
             metrics.FRAMES_IN.labels("binary").inc()
             self.send_error(protocol.ProtocolError("bad_request", "binary frames are not accepted: send JSON text"))
             return
-        limit = settings.REALTIME_MAX_FRAME_BYTES
-        if len(text) > limit // 4 and len(text.encode()) > limit:
+        # Checked before parsing: an anonymous socket (a reader of anonymous_read namespaces) only
+        # subscribes and asks for history, so it gets a small budget.
+        limit = (
+            settings.REALTIME_MAX_FRAME_BYTES
+            if self.principal.is_authenticated
+            else settings.REALTIME_ANONYMOUS_MAX_FRAME_BYTES
+        )
+        if len(text) > limit // 4 and len(text.encode("utf-8", "surrogatepass")) > limit:
             metrics.ERRORS.labels("too_large").inc()
             await self.terminate(codes.TOO_LARGE, f"frame larger than {limit} bytes")
             return

@@ -121,13 +121,54 @@ def _depth_ok(value: Any, limit: int) -> bool:
     return True
 
 
+# A surrogate code point (U+D800..U+DFFF) on its own is not a character: it cannot be encoded as
+# UTF-8, so a stored or relayed frame holding one fails later, far from here (the Redis client
+# raises, a socket's writer dies, history cannot be rendered). JSON's `\uD83D\uDE00` pairs decode to
+# one astral character, so after decoding any surrogate left in a string is a lone one.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# A decoded string can only hold a surrogate that came from an escape (`\ud800`) or was in the text
+# itself; the text is checked for the latter first, so strings are walked only when an escape is there.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def check_text(value: Any, *, id: str | None = None) -> None:
+    """Refuse any string (key or value, at any depth) that is not encodable as UTF-8 (lone surrogates)."""
+    if _has_lone_surrogate(value):
+        raise ProtocolError("bad_request", "strings must be valid Unicode text: lone surrogate (U+D800..U+DFFF)", id=id)
+
+
 # Built once: json.loads/dumps with options construct a new decoder/encoder on every call.
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def loads(text: str) -> Any:
-    """Strict JSON: no NaN/Infinity, bounded integers and nesting."""
+    """Strict JSON: no NaN/Infinity, bounded integers and nesting, every string encodable as UTF-8."""
+    value, escaped = _loads(text)
+    if escaped:
+        check_text(value)
+    return value
+
+
+def _loads(text: str) -> tuple[Any, bool]:
+    """Decoded value, and whether it may hold a lone surrogate from an escape (check_text still to do)."""
+    if not text.isascii() and _SURROGATE.search(text):
+        raise ProtocolError("bad_request", "a frame must be valid Unicode text: lone surrogate (U+D800..U+DFFF)")
     try:
         value = _DECODER.decode(text)
     except RecursionError:
@@ -136,7 +177,7 @@ def loads(text: str) -> Any:
         raise ProtocolError("bad_request", f"malformed JSON: {exc}") from None
     if not _depth_ok(value, MAX_DEPTH):
         raise ProtocolError("bad_request", f"JSON nested deeper than {MAX_DEPTH}")
-    return value
+    return value, _SURROGATE_ESCAPE.search(text) is not None
 
 
 def valid_channel(name: object) -> bool:
@@ -156,12 +197,14 @@ def namespace_of(channel: str) -> str:
 
 def parse_frame(text: str) -> Frame:
     """Parse one client text frame or raise ProtocolError."""
-    data = loads(text)
+    data, escaped = _loads(text)
     if not isinstance(data, dict):
         raise ProtocolError("bad_request", "a frame must be a JSON object")
     header = data.get("header")
     if not isinstance(header, dict):
         raise ProtocolError("bad_request", "header must be an object")
+    if escaped:
+        check_text(header)  # before header.id is echoed in any answer
     raw_id = header.get("id")
     frame_id: str | None = None
     if raw_id is not None:
@@ -170,6 +213,8 @@ def parse_frame(text: str) -> Frame:
         frame_id = str(raw_id)
         if len(frame_id) > ID_MAX_LENGTH:
             raise ProtocolError("bad_request", f"header.id longer than {ID_MAX_LENGTH}")
+    if escaped:
+        check_text(data, id=frame_id)
     unknown_keys = set(data) - {"header", "payload"}
     if unknown_keys:
         raise ProtocolError("bad_request", f"unknown top-level keys: {sorted(unknown_keys)}", id=frame_id)

@@ -83,6 +83,9 @@ async def channel_publish(
         and not (principal.is_authenticated and principal.user.is_staff)
     ):
         raise protocol.ProtocolError("forbidden", f"only the server publishes in {namespace.name}", id=id)
+    # Frames parsed by protocol.py are checked already; payloads from other callers (dashboard
+    # ingest parses with DRF) are not, and one lone surrogate would break every reader of the channel.
+    protocol.check_text(payload, id=id)
     rate = await acheck_rate(principal, "publish", channel_resource(channel, namespace))
     if not rate.allowed:
         raise protocol.ProtocolError(
@@ -105,6 +108,7 @@ async def channel_publish_from_server(*, channel: str, payload: Any) -> Position
     """
     protocol.check_channel(channel)
     namespace = await channel_namespace(channel)
+    protocol.check_text(payload)
     check_payload_schema(namespace, payload)
     position = await get_hub().publish(channel, namespace, payload, SERVER_IDENTITY)
     metrics.PUBLISHES.labels("server").inc()

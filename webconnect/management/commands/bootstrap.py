@@ -6,18 +6,31 @@ import os
 import secrets
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 
 class Command(BaseCommand):
     help = "Create the demo administrator once (or from DJANGO_SUPERUSER_* variables)."
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        from dashboards.demo import builtin_dashboards_ensure, producer_user
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--demo",
+            action="store_true",
+            help="Also install the demo dashboard and its `demo` namespace, readable without signing in "
+            "(implied by DEBUG; `make run` passes it).",
+        )
 
-        # The demo and operations dashboards, once (the demo producer feeds the first).
-        builtin_dashboards_ensure(owner=producer_user())
+    def handle(self, *args: Any, demo: bool = False, **options: Any) -> None:
+        from dashboards.demo import builtin_dashboards_ensure, ops_dashboard_ensure, producer_user
+
+        if demo or settings.DEBUG:
+            # The demo and operations dashboards, once (the demo producer feeds the first).
+            builtin_dashboards_ensure(owner=producer_user())
+            self.stdout.write("Demo data: the `demo` namespace is readable without signing in.")
+        else:
+            ops_dashboard_ensure(owner=producer_user())
         users = get_user_model().objects
         admins = list(users.filter(is_superuser=True).order_by("pk").values_list("username", flat=True)[:5])
         if admins:
