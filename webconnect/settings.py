@@ -320,9 +320,13 @@ if REDIS_URL:
     CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
     # A task a killed worker had taken (acks_late) goes back to the queue once it
     # has been unacknowledged for visibility_timeout; workers look for such tasks
-    # every interval x throttle seconds (kombu's defaults: 10 x 10).
+    # every interval x throttle seconds (kombu's defaults: 10 x 10). A running job
+    # renews its message every JOB_LEASE_SECONDS / 3 (webconnect.celery.message_keepalive),
+    # so the timeout is sized to the lease, not to the longest job: it must exceed
+    # JOB_LEASE_SECONDS (also the countdown a retried job's message waits unrenewed),
+    # and other tasks (document compaction, seconds) are safe to run twice.
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
-        "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1),
+        "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 300, minimum=1),
         "unacked_restore_interval": envint("CELERY_UNACKED_RESTORE_INTERVAL", 10, minimum=1),
         "unacked_restore_throttle": envint("CELERY_UNACKED_RESTORE_THROTTLE", 10, minimum=1),
     }
@@ -354,9 +358,15 @@ CELERY_TIMEZONE = "UTC"
 # --- Jobs (retention, compaction, audit) ---------------------------------------
 
 JOB_BATCH_SIZE = envint("JOB_BATCH_SIZE", 1000, minimum=1)
-# A running job holds a lease this long and renews it after every batch; a
-# killed worker's lease lapses after it, and the redelivered task carries on.
+# A running job holds a lease this long and renews it after every batch and from a
+# thread every third of it; a killed worker's lease lapses after it, its run is then
+# marked lost, and the redelivered task carries on.
 JOB_LEASE_SECONDS = envint("JOB_LEASE_SECONDS", 120, minimum=1)
+if REDIS_URL and CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= JOB_LEASE_SECONDS:
+    raise ImproperlyConfigured(
+        "CELERY_VISIBILITY_TIMEOUT must be longer than JOB_LEASE_SECONDS: a running job's message is "
+        "renewed every JOB_LEASE_SECONDS / 3 and a retried job's waits JOB_LEASE_SECONDS unrenewed"
+    )
 JOB_BATCH_PAUSE_MS = envint("JOB_BATCH_PAUSE_MS", 0, minimum=0)
 JOB_FAILURE_ALERT_THRESHOLD = envint("JOB_FAILURE_ALERT_THRESHOLD", 3, minimum=1)
 AUDIT_EXPORT_DIR = envstr("AUDIT_EXPORT_DIR", str(DATA_DIR / "audit-exports"))

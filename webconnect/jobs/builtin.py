@@ -24,7 +24,7 @@ from webconnect.audit import (
 )
 from webconnect.jobs.models import DataKind, JobRun
 from webconnect.jobs.registry import JobContext, JobResult, delete_in_batches, register_job
-from webconnect.jobs.services import retention_policy
+from webconnect.jobs.services import job_runs_sweep_lost, retention_policy
 from webconnect.models import AuditEvent
 
 
@@ -199,3 +199,16 @@ def prune_job_runs(context: JobContext) -> JobResult:
         return JobResult(details={"would_delete": stale.count()})
     deleted = delete_in_batches(stale, context)
     return JobResult(affected=deleted, details={"deleted": deleted})
+
+
+@register_job(
+    "sweep_lost_job_runs",
+    description="Mark runs whose worker died mid-run (their lease lapsed) as lost; audited as job.lost",
+    schedule="*/5 * * * *",
+)
+def sweep_lost_job_runs(context: JobContext) -> JobResult:
+    if context.dry_run:
+        # Runs whose lease lapsed; the live check happens under a row lock in the real run.
+        return JobResult(details={"running": JobRun.objects.filter(status=JobRun.Status.RUNNING).count()})
+    lost = job_runs_sweep_lost()
+    return JobResult(affected=lost, details={"lost": lost})

@@ -32,7 +32,9 @@ class JobsCollector(Collector):
             "webconnect_job_last_success_timestamp_seconds", "When each job last succeeded (Unix time)", labels=["job"]
         )
         failing = GaugeMetricFamily(
-            "webconnect_job_consecutive_failures", "Failed runs in a row, per job (alert when >= 3)", labels=["job"]
+            "webconnect_job_consecutive_failures",
+            "Failed or lost runs in a row, per job (alert when >= 3)",
+            labels=["job"],
         )
         chain = GaugeMetricFamily(
             "webconnect_audit_chain_ok", "1 if the last audit chain verification passed, 0 if it found a break"
@@ -47,7 +49,13 @@ class JobsCollector(Collector):
             if successes.get(name):
                 last_success.add_metric([name], successes[name].timestamp())
             failing.add_metric([name], consecutive_failures(name))
-        last_verify = JobRun.objects.filter(job="verify_audit").exclude(status=JobRun.Status.RUNNING).first()
+        # A lost verification verified nothing: the gauge keeps the last one that finished
+        # (the lost run counts in webconnect_job_consecutive_failures instead).
+        last_verify = (
+            JobRun.objects.filter(job="verify_audit")
+            .exclude(status__in=[JobRun.Status.RUNNING, JobRun.Status.LOST])
+            .first()
+        )
         if last_verify is not None:
             chain.add_metric([], 1.0 if last_verify.status == JobRun.Status.SUCCEEDED else 0.0)
         yield from (last_success, failing, chain)

@@ -70,6 +70,9 @@ class JobRun(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         SKIPPED = "skipped"
+        # Its worker died mid-run (SIGKILL, OOM, lost host): the lease lapsed without the
+        # run finishing. Set by the next holder of the job's lease or by sweep_lost_job_runs.
+        LOST = "lost"
 
     job = models.CharField(max_length=64, db_index=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
