@@ -63,8 +63,12 @@ def setup(dashboards: int) -> str:
 
     from dashboards import services
     from dashboards.ops import ensure_namespaces
+    from policies.models import ConnectionLimitPolicy, RateLimitPolicy
 
     ensure_namespaces(demo=True)
+    # One user with 100 open dashboards and a 200 msg/s producer is the point here: lift the defaults.
+    ConnectionLimitPolicy.objects.filter(name__startswith="default-").update(enabled=False)
+    RateLimitPolicy.objects.filter(name__startswith="default-").update(enabled=False)
     user = get_user_model().objects.create_user("bench", is_staff=True)
     kinds = ["line", "gauge", "stat", "bar", "line", "stat"]  # all numeric: every message is recorded
     for d in range(dashboards):

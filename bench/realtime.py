@@ -105,7 +105,11 @@ class Servers:
             "from django.contrib.auth import get_user_model;"
             "from webconnect.models import Namespace;"
             "get_user_model().objects.create_superuser('bench', 'bench@example.com', 'x');"
-            "Namespace.objects.create(name='bench', history_size=100, presence=False, join_leave=False)",
+            "Namespace.objects.create(name='bench', history_size=100, presence=False, join_leave=False);"
+            # One user on one IP opening thousands of sockets is the point here: lift the defaults.
+            "from policies.models import ConnectionLimitPolicy, RateLimitPolicy;"
+            "ConnectionLimitPolicy.objects.filter(name__startswith='default-').update(enabled=False);"
+            "RateLimitPolicy.objects.filter(name__startswith='default-').update(enabled=False)",
         )
         return self.manage("createtoken", "bench", "--scopes", "realtime:read realtime:write")
 
