@@ -52,7 +52,8 @@ if os.environ.get("WEBCONNECT_TEST_DATABASE_NAME"):
 if REDIS_URL:
     # Keys of this run never meet another run's (or production's) on a shared Redis.
     CACHES["default"]["KEY_PREFIX"] = f"test-{_RUN}"  # noqa: F405
-    REALTIME_REDIS_PREFIX = f"webconnect-test-{_RUN}:rt"
+    # A server a test starts with a namespace of its own keeps it (tests/dashboards/test_cluster.py).
+    REALTIME_REDIS_PREFIX = os.environ.get("REALTIME_REDIS_PREFIX_OWN") or f"webconnect-test-{_RUN}:rt"
     RATE_LIMIT_KEY_PREFIX = f"webconnect-test-{_RUN}"
 # Only server processes started by tests run the background tasks (policy poller,
 # recorder); the pytest process itself must not hold a background connection to

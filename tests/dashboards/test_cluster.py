@@ -48,7 +48,7 @@ async def test_two_processes_record_each_point_once_and_both_publish_figures(
     shared = tempfile.mkdtemp(prefix="webconnect-prom-dash-")
     # A Redis namespace of their own: other live servers of this test run also run recorders
     # and would compete for the one-writer lease (and count the points in their own metrics).
-    own = {"REALTIME_REDIS_PREFIX": f"cluster-{uuid.uuid4().hex[:8]}:rt"}
+    own = {"REALTIME_REDIS_PREFIX_OWN": f"cluster-{uuid.uuid4().hex[:8]}:rt"}
     one = live_server_factory(DASHBOARDS_OPS_INTERVAL_MS="300", PROMETHEUS_MULTIPROC_DIR=shared, **own)
     two = live_server_factory(DASHBOARDS_OPS_INTERVAL_MS="300", PROMETHEUS_MULTIPROC_DIR=shared, **own)
     for server in (one, two):  # the first HTTP request starts the background tasks
