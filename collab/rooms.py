@@ -185,10 +185,14 @@ class Room:
             raise ProtocolError(f"update conflicts with the document's schema: {problem}")
         if protocol.has_missing_dependencies(update, self.scratch.get_state()):
             # Never stored as a dangling row: refused, and the replica loses what Yrs kept
-            # pending. A stock client never sends one (it only builds on what this server
-            # sent it); if it ever does, its reconnect re-sends the whole difference.
+            # pending. A client sends one when it edits while reconnecting to another
+            # process (after a failover, before the sync): the close is retryable, and the
+            # reconnect's sync re-sends the whole difference, so nothing is lost.
             self._rebuild_scratch()
-            raise ProtocolError("update depends on changes this document does not have")
+            raise ProtocolError(
+                "update depends on changes this document does not have: reconnect to sync",
+                protocol.CLOSE_RESYNC,
+            )
         self._pending.append(_Pending(update, peer, peer.user_id, on_committed))
         self._pending_size += len(update)
         if self._writer is None or self._writer.done():

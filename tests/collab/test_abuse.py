@@ -246,7 +246,7 @@ async def test_an_update_with_missing_dependencies_is_refused_and_not_stored(set
     second = paragraph_update(offline, "second")  # built on `first`, which the server never got
     await bob.send(protocol.sync_update(second))
     await bob.pump(wait=1)
-    assert bob.closed_code == protocol.CLOSE_INVALID
+    assert bob.closed_code == protocol.CLOSE_RESYNC
     assert await DocumentUpdate.objects.filter(document_id=setup["doc"]).acount() == 0
     # A deletion of something the document never had: refused too.
     deleter = await connect(setup["doc"], setup["bob"])
@@ -254,7 +254,7 @@ async def test_an_update_with_missing_dependencies_is_refused_and_not_stored(set
     del offline.get("default", type=XmlFragment).children[0]
     await deleter.send(protocol.sync_update(offline.get_update(before)))
     await deleter.pump(wait=1)
-    assert deleter.closed_code == protocol.CLOSE_INVALID
+    assert deleter.closed_code == protocol.CLOSE_RESYNC
     assert await DocumentUpdate.objects.filter(document_id=setup["doc"]).acount() == 0
     # Nothing of them lingers in the room: when `first` arrives, only `first` is there.
     writer = await connect(setup["doc"], setup["bob"])

@@ -19,12 +19,20 @@ import pytest
 from asgiref.sync import sync_to_async
 from websockets.exceptions import InvalidStatus
 
+from policies.models import RateLimitPolicy
 from tests.conftest import LiveServer, start_server
 from tests.kernel.conftest import install_namespaces
 from tests.kernel.support import Envelope, PrivateRedis, wait_for
 from webconnect.kernel import codes
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _no_default_publish_limits(transactional_db: Any) -> None:
+    """These tests publish as fast as acks come: they are about the bus, not the default publish limit."""
+    RateLimitPolicy.objects.filter(name__startswith="default-").update(enabled=False)
+
 
 CHANNEL = "chat.faults"
 READY_TIMEOUT = 2  # REALTIME_BUS_READY_TIMEOUT of the server: how long a request waits for the bus

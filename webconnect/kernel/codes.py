@@ -21,9 +21,10 @@ SERVER_ERROR = 4500  # a server bug; retry
 GOING_AWAY = 4501  # this process is shutting down: reconnect (to another process)
 UNAVAILABLE = 4503  # storage (database or Redis) unavailable: reconnect and re-send
 PERMISSIONS_CHANGED = 4509  # rights changed: reconnect to get the new ones
+RESYNC = 4510  # the client built on changes this server does not have yet: reconnect and sync again
 RATE_LIMITED = 4529
 
-RETRYABLE = frozenset({SLOW_CONSUMER, SERVER_ERROR, GOING_AWAY, UNAVAILABLE, PERMISSIONS_CHANGED, RATE_LIMITED})
+RETRYABLE = frozenset({SLOW_CONSUMER, SERVER_ERROR, GOING_AWAY, UNAVAILABLE, PERMISSIONS_CHANGED, RESYNC, RATE_LIMITED})
 
 
 def wire_code(code: int) -> int:
