@@ -119,6 +119,7 @@ class Room:
         self._resync: asyncio.Task[None] | None = None
         self._touched_at = float("-inf")
         self._inflight: list[_Pending] = []  # the batch being committed
+        self._unavailable_peers: set[Peer] = set()  # their updates could not be stored: closing
         self._edit_budgets: dict[object, tuple[float, float]] = {}  # editor -> (bytes left, at)
         self._watch_schema()
         self._owners: dict[int, Peer] = {}  # awareness client id -> the local socket that introduced it
@@ -156,6 +157,8 @@ class Room:
         self, peer: Peer, update: bytes, on_committed: Callable[[], Awaitable[None]] | None = None
     ) -> bool:
         """Validate and queue an update. False: nothing new in it (already known)."""
+        if peer in self._unavailable_peers:
+            raise ProtocolError("storage unavailable: reconnect to re-send", protocol.CLOSE_UNAVAILABLE)
         if len(update) > limits().max_update_bytes:
             raise ProtocolError("update too large", protocol.CLOSE_TOO_LARGE)
         if update == protocol.EMPTY_UPDATE:
@@ -261,11 +264,17 @@ class Room:
                 logger.exception("could not store %d updates of document %s", len(batch), self.document_id)
                 # Not stored, so never shown to anyone: drop them from the replica
                 # and disconnect their senders at once with a retryable code; their
-                # next sync re-sends them.
-                self._pending_size -= batch_size
+                # next sync re-sends them. Their later queued updates build on the
+                # dropped ones, so they go too, and anything more they send before the
+                # close lands is refused the same way (not as a dangling update).
+                failed = {item.peer for item in batch if item.peer is not None}
+                self._unavailable_peers.update(failed)
+                later = [item for item in self._pending if item.peer in failed]
+                self._pending = [item for item in self._pending if item.peer not in failed]
+                self._pending_size -= batch_size + sum(len(item.update) for item in later)
                 self._inflight = []
                 self._rebuild_scratch()
-                for peer in {item.peer for item in batch if item.peer is not None}:
+                for peer in failed:
                     with contextlib.suppress(Exception):
                         await peer.close_with(codes.UNAVAILABLE, "storage unavailable: reconnect to re-send")
                 continue
@@ -347,6 +356,7 @@ class Room:
         return protocol.awareness(self.awareness.encode_awareness_update(client_ids))
 
     async def remove_peer(self, peer: Peer) -> None:
+        self._unavailable_peers.discard(peer)
         client_ids = sorted(self.peers.pop(peer, set()))
         for client_id in client_ids:
             if self._owners.get(client_id) is peer:
