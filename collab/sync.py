@@ -28,6 +28,7 @@ from webconnect.authorization import aauthorize, acheck_rate
 from webconnect.identity import Principal, Resource
 
 PEER_STEP2_WAIT_SECONDS = 3.0
+EARLY_UPDATES_MAX = 500
 
 SendFrame = Callable[[bytes], Awaitable[None]]
 CloseWith = Callable[[int, str], Awaitable[None]]
@@ -78,6 +79,8 @@ class DocumentSync:
         self._peer_step2_done = not can_edit
         self._deferred_step1: bytes | None = None
         self._deferred_task: asyncio.Task[None] | None = None
+        self._step2_seen = False  # the client's first sync step 2 arrived
+        self._early: list[bytes] = []  # its updates sent before that step 2
         user = principal.user if principal.is_authenticated else None
         # What others see as this socket's `user` in awareness, whatever the client claims.
         self.awareness_user: dict[str, Any] = (
@@ -113,15 +116,21 @@ class DocumentSync:
                 self._deferred_step1 = message.state_vector
                 self._deferred_task = asyncio.create_task(self._answer_step1_later())
         elif isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
-            first_step2 = isinstance(message, protocol.SyncStep2) and not self._peer_step2_done
             if not self.can_edit:
                 return  # read-only: dropped, never stored or relayed
-            rate = await acheck_rate(self.principal, "edit", Resource("Document", str(self.document_id)))
-            if not rate.allowed:
-                raise ProtocolError("update rate limit", protocol.CLOSE_RATE_LIMITED)
-            queued = room.accept_update(self, message.update, self._step2_committed if first_step2 else None)
-            if first_step2 and not queued:
-                await self._step2_committed()
+            if isinstance(message, protocol.SyncUpdate) and not self._step2_seen:
+                # Typed while (re)connecting, before the client's own step 2: it may build on
+                # edits that step 2 brings (after a failover), so it waits for it, bounded.
+                if len(self._early) >= EARLY_UPDATES_MAX:
+                    raise ProtocolError("too many updates before the sync", protocol.CLOSE_RESYNC)
+                self._early.append(message.update)
+                return
+            first_step2 = isinstance(message, protocol.SyncStep2) and not self._step2_seen
+            if first_step2:
+                self._step2_seen = True
+            await self._accept(message.update, self._step2_committed if first_step2 else None)
+            if first_step2:
+                await self._accept_early()
         elif isinstance(message, protocol.AwarenessUpdate):
             # Viewers too: presence is not an edit. Only their own client ids, under their own name.
             accepted = room.accept_awareness(self, message.payload, self.awareness_user)
@@ -132,6 +141,20 @@ class DocumentSync:
             if answer is not None:
                 await self._send(answer)
         # Auth messages from a client mean nothing to the server.
+
+    async def _accept(self, update: bytes, on_committed: Callable[[], Awaitable[None]] | None) -> None:
+        assert self.room is not None
+        rate = await acheck_rate(self.principal, "edit", Resource("Document", str(self.document_id)))
+        if not rate.allowed:
+            raise ProtocolError("update rate limit", protocol.CLOSE_RATE_LIMITED)
+        queued = self.room.accept_update(self, update, on_committed)
+        if on_committed is not None and not queued:
+            await on_committed()
+
+    async def _accept_early(self) -> None:
+        early, self._early = self._early, []
+        for update in early:
+            await self._accept(update, None)
 
     async def _answer_step1(self, state_vector: bytes) -> None:
         assert self.room is not None
@@ -157,6 +180,9 @@ class DocumentSync:
             self._peer_step2_done = True
             try:
                 await self._answer_step1(state_vector)
+                if not self._step2_seen:  # it never sent one: take what it sent meanwhile
+                    self._step2_seen = True
+                    await self._accept_early()
             except ProtocolError as exc:
                 await self.close_with(exc.close_code, str(exc))
 

@@ -82,11 +82,20 @@ def _check_in_thread() -> bool:
         close_old_connections()
 
 
+def _version_in_thread() -> int:
+    try:
+        return selectors.policy_version()
+    finally:
+        close_old_connections()
+
+
 async def poll_forever() -> None:
     """The fallback: a kernel background task in every server process."""
+    # Start from the version that is current now: no re-check of sockets that cannot exist yet.
+    current = await sync_to_async(_version_in_thread, thread_sensitive=False)()
     with _state_lock:
         global _notified_version
-        _notified_version = max(_notified_version, engine.loaded_version() or 0)
+        _notified_version = max(_notified_version, current)
     while True:
         await asyncio.sleep(settings.POLICY_POLL_INTERVAL)
         try:

@@ -423,6 +423,20 @@ class Editor:
         return [token for token in tokens if token not in text]
 
 
+async def start_editing(a: Editor, b: Editor, stop: asyncio.Event, typing: list[asyncio.Task[None]]) -> None:
+    """Both editors connect, sync and type continuously (tasks into `typing`), until each sees the other's edits."""
+    editors = (a, b)
+    for editor in editors:
+        editor.start()
+    await wait_for(lambda: a.synced and b.synced, 15, lambda: f"editors did not sync: {describe(editors)}")
+    typing.extend(asyncio.create_task(type_continuously(editor, stop, interval=0.04, limit=2000)) for editor in editors)
+    await wait_for(
+        lambda: len(a.made) >= 20 and len(b.made) >= 20 and not a.missing(b.made[:10]) and not b.missing(a.made[:10]),
+        15,
+        lambda: f"edits did not reach the other editor: {describe(editors)}",
+    )
+
+
 async def type_continuously(editor: Editor, stop: asyncio.Event, *, interval: float, limit: int) -> None:
     """One token every `interval` seconds, "[<name><n>]", until `stop` is set (or `limit` tokens)."""
     for n in range(limit):

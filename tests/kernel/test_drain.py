@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 
 from collab import services
 from tests.conftest import LiveServer, start_server
-from tests.kernel.support import Editor, describe, read_document, type_continuously, wait_for
+from tests.kernel.support import Editor, describe, read_document, start_editing, wait_for
 from webconnect.kernel import codes
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -49,20 +49,8 @@ async def test_sigterm_on_one_of_two_servers_mid_edit_loses_nothing(
         a = Editor("A", [first.ws_url + path, second.ws_url + path], tokens[0])
         b = Editor("B", [second.ws_url + path], tokens[1])
         editors = (a, b)
-        for editor in editors:
-            editor.start()
-        await wait_for(lambda: a.synced and b.synced, 15, lambda: f"editors did not sync: {describe(editors)}")
-        typing = [
-            asyncio.create_task(type_continuously(editor, stop_typing, interval=0.04, limit=2000)) for editor in editors
-        ]
         # Edits cross the two processes before the signal.
-        await wait_for(
-            lambda: (
-                len(a.made) >= 20 and len(b.made) >= 20 and not a.missing(b.made[:10]) and not b.missing(a.made[:10])
-            ),
-            15,
-            lambda: f"edits did not cross the processes: {describe(editors)}",
-        )
+        await start_editing(a, b, stop_typing, typing)
 
         signalled_at = time.monotonic()
         first.process.send_signal(signal.SIGTERM)

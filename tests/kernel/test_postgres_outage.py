@@ -22,7 +22,7 @@ from tests.kernel.support import (
     manage,
     read_document,
     seed_document,
-    type_continuously,
+    start_editing,
     wait_for,
 )
 from webconnect.kernel import codes
@@ -69,20 +69,8 @@ async def test_postgres_stopping_mid_edit_closes_editors_with_4503_and_loses_not
     stop_typing = asyncio.Event()
     typing: list[asyncio.Task[None]] = []
     try:
-        for editor in editors:
-            editor.start()
-        await wait_for(lambda: a.synced and b.synced, 15, lambda: f"editors did not sync: {describe(editors)}")
-        typing = [
-            asyncio.create_task(type_continuously(editor, stop_typing, interval=0.04, limit=2000)) for editor in editors
-        ]
         # Both are editing and see each other's (committed) edits.
-        await wait_for(
-            lambda: (
-                len(a.made) >= 20 and len(b.made) >= 20 and not a.missing(b.made[:10]) and not b.missing(a.made[:10])
-            ),
-            15,
-            lambda: f"edits did not flow before the outage: {describe(editors)}",
-        )
+        await start_editing(a, b, stop_typing, typing)
 
         stopped_at = time.monotonic()
         await asyncio.to_thread(site.postgres.stop, "fast")

@@ -104,10 +104,6 @@ class Bus:
         if wait:
             await self.wait_ready()
 
-    @property
-    def ready(self) -> bool:
-        return self._ready is not None and self._ready.is_set()
-
     async def wait_ready(self, within: float | None = None) -> None:
         """Return once this process receives what is published; BusUnavailable after `within` seconds."""
         assert self._ready is not None, "Bus.start() first"

@@ -274,14 +274,14 @@ class Registry:
     def discard(self, session: SessionConsumer) -> None:
         self.sessions.discard(session)
         for index, key in (
-            (self.by_user, getattr(session, "principal", None) and session.principal.user_id),
-            (self.by_token, getattr(session, "principal", None) and session.principal.auth.token_id),
+            (self.by_user, session.principal.user_id),
+            (self.by_token, session.principal.auth.token_id),
         ):
-            members = index.get(key) if isinstance(key, int) else None
-            if members is not None:
-                members.discard(session)
-                if not members:
-                    del index[key]  # type: ignore[arg-type]
+            if key is None or key not in index:
+                continue
+            index[key].discard(session)
+            if not index[key]:
+                del index[key]
 
     def all(self) -> list[SessionConsumer]:
         return list(self.sessions)
