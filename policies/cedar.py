@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -166,7 +167,10 @@ def check_policies(sources: Sequence[PolicySource], links: Iterable[Link] = ()) 
 
 def build_policy_set(sources: Sequence[PolicySource], links: Iterable[Link] = ()) -> Any:
     """The parsed, linked policy set (raises ValueError on bad input)."""
-    policy_set = cedarpy.PolicySet.from_str("".join(annotated(source) for source in sources))
+    return _linked(cedarpy.PolicySet.from_str("".join(annotated(source) for source in sources)), links)
+
+
+def _linked(policy_set: Any, links: Iterable[Link]) -> Any:
     batch = [
         {
             "template_id": link.template,
@@ -186,6 +190,199 @@ def template_slots(source: PolicySource) -> list[str]:
     if parsed is None or not is_template:
         return []
     return list(parsed.templates()[0]["slots"])
+
+
+# --- Slicing: which policies can apply to a request -----------------------------------
+#
+# Cedar evaluates every policy in the set for every request: with 115 policies
+# that is most of a decision's cost, though a request for one channel can only
+# be decided by a few of them. A `Scope` says which requests a policy can apply
+# to, read off its head and the first test of its first `when`; a slice (the
+# policies whose scope admits an action, a resource type and a resource id)
+# decides exactly as the whole set does. A dropped policy is one Cedar would
+# skip without an error: its head does not match (heads never error), or its
+# condition starts with `resource.name == "<another channel>"` on a Channel
+# (every Channel entity has a name, so that test is false, not an error, and
+# `&&` stops there). Two facts of this schema make that hold: no action has
+# parents (`action in [...]` is equality), and resource entities have no
+# parents (`resource in X` is `resource == X`).
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The requests a policy can apply to; None: any."""
+
+    actions: frozenset[str] | None = None
+    resource_types: frozenset[str] | None = None
+    resource_uid: tuple[str, str] | None = None
+    channel_name: str | None = None
+
+    def admits(self, action: str, resource_type: str, resource_id: str) -> bool:
+        if self.actions is not None and action not in self.actions:
+            return False
+        if self.resource_types is not None and resource_type not in self.resource_types:
+            return False
+        if self.resource_uid is not None and self.resource_uid != (resource_type, resource_id):
+            return False
+        return not (self.channel_name is not None and resource_type == "Channel" and self.channel_name != resource_id)
+
+
+ANY_SCOPE = Scope()
+
+
+def _est_uid(clause: dict[str, Any], slots: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
+    if "slot" in clause:
+        return slots.get(clause["slot"])
+    entity = clause.get("entity")
+    if isinstance(entity, dict) and "type" in entity and "id" in entity:
+        return (str(entity["type"]), str(entity["id"]))
+    return None
+
+
+def _resource_name_test(body: Any) -> str | None:
+    """The channel name in a leading `resource.name == "..."` test (either side), else None."""
+    while isinstance(body, dict) and set(body) == {"&&"}:
+        body = body["&&"]["left"]
+    if not (isinstance(body, dict) and set(body) == {"=="}):
+        return None
+    sides = (body["=="].get("left"), body["=="].get("right"))
+    name_attr = {".": {"left": {"Var": "resource"}, "attr": "name"}}
+    for attr, value in (sides, sides[::-1]):
+        literal = value.get("Value") if isinstance(value, dict) and len(value) == 1 else None
+        if attr == name_attr and isinstance(literal, str):
+            return literal
+    return None
+
+
+def scope_of(est: dict[str, Any], slots: dict[str, tuple[str, str]] | None = None) -> Scope:
+    """A policy's Scope from its JSON form (Cedar's EST); a shape not understood admits everything."""
+    slots = slots or {}
+    actions: frozenset[str] | None = None
+    action = est.get("action", {})
+    if action.get("op") in {"==", "in"}:
+        listed = action.get("entities") if "entities" in action else [action.get("entity")]
+        if isinstance(listed, list) and all(isinstance(item, dict) and item.get("type") == "Action" for item in listed):
+            actions = frozenset(str(item["id"]) for item in listed)
+    types: frozenset[str] | None = None
+    uid: tuple[str, str] | None = None
+    resource = est.get("resource", {})
+    op = resource.get("op")
+    if op in {"==", "in"}:
+        uid = _est_uid(resource, slots)
+    elif op == "is":
+        types = frozenset([str(resource["entity_type"])])
+        if isinstance(resource.get("in"), dict):
+            uid = _est_uid(resource["in"], slots)
+    if uid is not None:
+        types = frozenset([uid[0]]) if types is None else types & {uid[0]}
+    channel = None
+    conditions = est.get("conditions") or []
+    if conditions and conditions[0].get("kind") == "when":
+        channel = _resource_name_test(conditions[0].get("body"))
+    return Scope(actions, types, uid, channel)
+
+
+def _context_reads(node: Any, keys: set[str]) -> bool:
+    """Add the context attributes `node` reads to `keys`; False if it uses `context` some other way."""
+    if isinstance(node, dict):
+        for op in (".", "has"):
+            inner = node.get(op)
+            if len(node) == 1 and isinstance(inner, dict) and inner.get("left") == {"Var": "context"}:
+                keys.add(str(inner.get("attr")))
+                return True
+        if node == {"Var": "context"}:
+            return False
+        return all(_context_reads(value, keys) for value in node.values())
+    if isinstance(node, list):
+        return all(_context_reads(value, keys) for value in node)
+    return True
+
+
+@dataclass(frozen=True)
+class IndexedPolicy:
+    text: str  # annotated
+    scope: Scope
+
+
+@dataclass(frozen=True)
+class PolicyIndex:
+    """The set's policies with their scopes, to build slices from (see `slice_for`)."""
+
+    statics: tuple[IndexedPolicy, ...]
+    templates: dict[str, str]  # template name -> annotated text
+    links: tuple[tuple[Link, Scope], ...]
+    # (type, id) pairs some scope names, channel names some condition tests: other ids share one slice.
+    named: frozenset[tuple[str, str]]
+    context_keys: frozenset[str] | None  # the context attributes any policy reads; None: all
+
+    def slice_key(self, action: str, resource_type: str, resource_id: str) -> tuple[str, str, str | None]:
+        named = (resource_type, resource_id) in self.named
+        return (action, resource_type, resource_id if named else None)
+
+    def slice_for(self, action: str, resource_type: str, resource_id: str | None) -> Any | None:
+        """The parsed policies that can apply (None: none can, the answer is a plain deny).
+
+        `resource_id` None stands for any id no scope names."""
+        rid = resource_id if resource_id is not None else "\x00"  # matches no named id
+        texts = [p.text for p in self.statics if p.scope.admits(action, resource_type, rid)]
+        links = [link for link, scope in self.links if scope.admits(action, resource_type, rid)]
+        texts.extend(self.templates[name] for name in sorted({link.template for link in links}))
+        if not texts:
+            return None
+        return _linked(cedarpy.PolicySet.from_str("".join(texts)), links)
+
+
+# Annotated text -> (is a template, its JSON form). Cedar's JSON conversion costs
+# about 0.2 ms a policy, ten times its parse: a new version (a share, a group
+# change) converts only the texts it has not seen.
+_est_cache: dict[str, tuple[bool, dict[str, Any]]] = {}
+_MAX_EST_CACHE = 20_000
+
+
+def _ests(texts: dict[str, str]) -> dict[str, tuple[bool, dict[str, Any]]]:
+    """Each policy's JSON form by name (texts: name -> annotated text, as parsed before)."""
+    new = {name: text for name, text in texts.items() if text not in _est_cache}
+    if new:
+        est = json.loads(cedarpy.policies_to_json_str("".join(new.values())))
+        if len(_est_cache) + len(new) > _MAX_EST_CACHE:
+            _est_cache.clear()
+        for is_template, policies in ((False, est.get("staticPolicies", {})), (True, est.get("templates", {}))):
+            for policy in policies.values():
+                name = policy.get("annotations", {}).get("id")
+                _est_cache[new[name]] = (is_template, policy)
+    return {name: _est_cache[text] for name, text in texts.items()}
+
+
+def build_index(sources: Sequence[PolicySource], links: Iterable[Link] = ()) -> PolicyIndex:
+    texts = {source.name: annotated(source) for source in sources}
+    statics: list[IndexedPolicy] = []
+    templates: dict[str, dict[str, Any]] = {}
+    context_keys: set[str] | None = set()
+    for name, (is_template, policy) in _ests(texts).items():
+        if context_keys is not None and not _context_reads(policy.get("conditions", []), context_keys):
+            context_keys = None
+        if is_template:
+            templates[name] = policy
+        else:
+            statics.append(IndexedPolicy(texts[name], scope_of(policy)))
+    linked = []
+    for link in links:
+        template = templates.get(link.template)
+        slots = {"?principal": link.principal, "?resource": link.resource}
+        linked.append((link, scope_of(template, slots) if template is not None else ANY_SCOPE))
+    named: set[tuple[str, str]] = set()
+    for scope in [p.scope for p in statics] + [scope for _link, scope in linked]:
+        if scope.resource_uid is not None:
+            named.add(scope.resource_uid)
+        if scope.channel_name is not None:
+            named.add(("Channel", scope.channel_name))
+    return PolicyIndex(
+        tuple(statics),
+        {name: texts[name] for name in templates},
+        tuple(linked),
+        frozenset(named),
+        frozenset(context_keys) if context_keys is not None else None,
+    )
 
 
 # --- Requests ------------------------------------------------------------------------
@@ -316,6 +513,9 @@ class Outcome:
     errors: tuple[str, ...]
 
 
+NO_POLICY = Outcome(False, (), ())  # what Cedar answers when no policy applies
+
+
 def evaluate(policy_set: Any, request: CedarRequest, *, strict: bool = False) -> Outcome:
     """Evaluate; `strict` also checks the request and entities against the schema.
 
@@ -325,6 +525,61 @@ def evaluate(policy_set: Any, request: CedarRequest, *, strict: bool = False) ->
     mismatch still cannot allow anything: it is an evaluation error, which denies.
     """
     result = cedarpy.is_authorized(request.request, policy_set, request.entities, schema=schema() if strict else None)
+    return _outcome(result)
+
+
+# --- The hot path: requests from parts serialised once ----------------------------------
+#
+# Building the dicts above and letting cedarpy serialise them costs as much as a
+# small decision: the engine keeps each principal's and resource's entity JSON,
+# the parsed entity set of a (principal, resource) pair and the context JSON,
+# and sends Cedar strings and handles.
+
+
+def principal_json(user: Any, roles: Iterable[str]) -> tuple[dict[str, str], str]:
+    uid, [entity] = principal_entity(user, roles)
+    return uid, json.dumps(entity)
+
+
+def resource_json(type_: str, id_: str, attrs: dict[str, Any]) -> str:
+    return json.dumps(resource_entity(type_, id_, attrs))
+
+
+def entity_set(entity_jsons: Iterable[str]) -> Any:
+    """The parsed entities (a cedarpy handle), from entity JSON texts with distinct uids."""
+    return cedarpy.Entities.from_json_str(f"[{','.join(entity_jsons)}]")
+
+
+def context_json(
+    *, client_ip: str | None, token_scopes: Iterable[str], auth_method: str, now: str, keys: frozenset[str] | None
+) -> str:
+    """The request context as Cedar JSON; only `keys` (the attributes some policy reads) when given."""
+    context = {
+        "client_ip": {"__extn": {"fn": "ip", "arg": valid_ip(client_ip)}},
+        "token_scopes": sorted(token_scopes),
+        "auth_method": auth_method,
+        "now": {"__extn": {"fn": "datetime", "arg": now}},
+    }
+    if keys is not None:
+        context = {key: value for key, value in context.items() if key in keys}
+    return json.dumps(context)
+
+
+def request_dict(principal_uid: dict[str, str], action: str, type_: str, id_: str, context: str) -> dict[str, Any]:
+    return {
+        "principal": principal_uid,
+        "action": {"type": "Action", "id": action},
+        "resource": {"type": type_, "id": id_},
+        "context": context,
+    }
+
+
+def evaluate_many(policy_set: Any, requests: list[dict[str, Any]], entities: Any) -> list[Outcome]:
+    """Evaluate requests (from `request_dict`) against one parsed entity set, in one Cedar call."""
+    return [_outcome(result) for result in cedarpy.is_authorized_batch(requests, policy_set, entities)]
+
+
+def _outcome(result: Any) -> Outcome:
     diagnostics = result.diagnostics
     names = diagnostics.id_annotations_by_reason
     policies = tuple(
