@@ -300,8 +300,22 @@ def _context_reads(node: Any, keys: set[str]) -> bool:
 
 @dataclass(frozen=True)
 class IndexedPolicy:
+    name: str
     text: str  # annotated
     scope: Scope
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed policy set and its names by Cedar's positional ids (which its error messages use)."""
+
+    policy_set: Any
+    ids: dict[str, str]
+
+
+def positional_ids(names: Sequence[str]) -> dict[str, str]:
+    """Cedar numbers the policies and templates of a parsed text in order: policy0, policy1, ..."""
+    return {f"policy{n}": name for n, name in enumerate(names)}
 
 
 @dataclass(frozen=True)
@@ -319,17 +333,20 @@ class PolicyIndex:
         named = (resource_type, resource_id) in self.named
         return (action, resource_type, resource_id if named else None)
 
-    def slice_for(self, action: str, resource_type: str, resource_id: str | None) -> Any | None:
+    def slice_for(self, action: str, resource_type: str, resource_id: str | None) -> Parsed | None:
         """The parsed policies that can apply (None: none can, the answer is a plain deny).
 
         `resource_id` None stands for any id no scope names."""
         rid = resource_id if resource_id is not None else "\x00"  # matches no named id
+        names = [p.name for p in self.statics if p.scope.admits(action, resource_type, rid)]
         texts = [p.text for p in self.statics if p.scope.admits(action, resource_type, rid)]
         links = [link for link, scope in self.links if scope.admits(action, resource_type, rid)]
-        texts.extend(self.templates[name] for name in sorted({link.template for link in links}))
+        templates = sorted({link.template for link in links})
+        names.extend(templates)
+        texts.extend(self.templates[name] for name in templates)
         if not texts:
             return None
-        return _linked(cedarpy.PolicySet.from_str("".join(texts)), links)
+        return Parsed(_linked(cedarpy.PolicySet.from_str("".join(texts)), links), positional_ids(names))
 
 
 # Annotated text -> (is a template, its JSON form). Cedar's JSON conversion costs
@@ -364,7 +381,7 @@ def build_index(sources: Sequence[PolicySource], links: Iterable[Link] = ()) -> 
         if is_template:
             templates[name] = policy
         else:
-            statics.append(IndexedPolicy(texts[name], scope_of(policy)))
+            statics.append(IndexedPolicy(name, texts[name], scope_of(policy)))
     linked = []
     for link in links:
         template = templates.get(link.template)
@@ -516,7 +533,9 @@ class Outcome:
 NO_POLICY = Outcome(False, (), ())  # what Cedar answers when no policy applies
 
 
-def evaluate(policy_set: Any, request: CedarRequest, *, strict: bool = False) -> Outcome:
+def evaluate(
+    policy_set: Any, request: CedarRequest, *, strict: bool = False, ids: dict[str, str] | None = None
+) -> Outcome:
     """Evaluate; `strict` also checks the request and entities against the schema.
 
     The hot path skips that check (it doubles the cost of a decision): every
@@ -525,7 +544,7 @@ def evaluate(policy_set: Any, request: CedarRequest, *, strict: bool = False) ->
     mismatch still cannot allow anything: it is an evaluation error, which denies.
     """
     result = cedarpy.is_authorized(request.request, policy_set, request.entities, schema=schema() if strict else None)
-    return _outcome(result)
+    return _outcome(result, ids or {})
 
 
 # --- The hot path: requests from parts serialised once ----------------------------------
@@ -574,15 +593,26 @@ def request_dict(principal_uid: dict[str, str], action: str, type_: str, id_: st
     }
 
 
-def evaluate_many(policy_set: Any, requests: list[dict[str, Any]], entities: Any) -> list[Outcome]:
+def evaluate_many(parsed: Parsed, requests: list[dict[str, Any]], entities: Any) -> list[Outcome]:
     """Evaluate requests (from `request_dict`) against one parsed entity set, in one Cedar call."""
-    return [_outcome(result) for result in cedarpy.is_authorized_batch(requests, policy_set, entities)]
+    results = cedarpy.is_authorized_batch(requests, parsed.policy_set, entities)
+    return [_outcome(result, parsed.ids) for result in results]
 
 
-def _outcome(result: Any) -> Outcome:
+_POSITIONAL_ID = re.compile(r"policy `(policy\d+)`")
+
+
+def _outcome(result: Any, ids: dict[str, str]) -> Outcome:
     diagnostics = result.diagnostics
     names = diagnostics.id_annotations_by_reason
+    # Sorted: Cedar's order follows its positional ids, which differ between a slice and the whole set.
     policies = tuple(
-        reason if reason.startswith(LINK_PREFIX) else names.get(reason, reason) for reason in diagnostics.reasons
+        sorted(
+            reason if reason.startswith(LINK_PREFIX) else names.get(reason, reason) for reason in diagnostics.reasons
+        )
     )
-    return Outcome(result.allowed, policies, tuple(with_hint(str(error)) for error in diagnostics.errors))
+    errors = (
+        _POSITIONAL_ID.sub(lambda match: f"policy `{ids.get(match.group(1), match.group(1))}`", str(error))
+        for error in diagnostics.errors
+    )
+    return Outcome(result.allowed, policies, tuple(sorted(with_hint(error) for error in errors)))

@@ -52,12 +52,18 @@ class Snapshot:
     names: tuple[str, ...]
     index: cedar.PolicyIndex | None = None
     # slice key -> the parsed slice (None: no policy applies); built on first use
-    slices: dict[tuple[str, str, str | None], Any] = field(default_factory=dict, compare=False, repr=False)
+    slices: dict[tuple[str, str, str | None], cedar.Parsed | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
-    def slice(self, action: str, resource_type: str, resource_id: str) -> tuple[tuple[Any, ...], Any]:
+    @property
+    def whole(self) -> cedar.Parsed:
+        return cedar.Parsed(self.policy_set, cedar.positional_ids(self.names))
+
+    def slice(self, action: str, resource_type: str, resource_id: str) -> tuple[Any, cedar.Parsed | None]:
         """(slice key, the policies that can decide this request; None when none can)."""
         if self.index is None:
-            return ("all",), self.policy_set
+            return ("all",), self.whole
         key = self.index.slice_key(action, resource_type, resource_id)
         try:
             return key, self.slices[key]
@@ -301,7 +307,7 @@ def evaluate(
             auth_method=principal.auth.method,
             now=context.get("now") or timezone.now(),
         )
-        outcome = cedar.evaluate(snap.policy_set, full, strict=True)
+        outcome = cedar.evaluate(snap.policy_set, full, strict=True, ids=snap.whole.ids)
         return _decision(outcome, principal, action, resource, audit=audit)
     if attrs is None:
         attrs = _attrs_key(resource)
