@@ -42,6 +42,7 @@ _MAX_CACHED_DECISIONS = 20_000
 _MAX_CACHED_ROLES = 10_000
 _MAX_CACHED_SLICES = 2_000
 _MAX_CACHED_ENTITIES = 10_000
+_MAX_CACHED_ENTITY_SETS = 5_000  # parsed (principal, resource) pairs, a few KiB each
 _AUDIT_EVENTS_PER_ACTOR = 20  # denial events per actor per POLICY_AUDIT_INTERVAL
 
 
@@ -319,7 +320,7 @@ def evaluate(
     pair = (principal_text, resource.type, resource_id, attrs)
     entities = _entity_sets.get(pair)
     if entities is None:
-        if len(_entity_sets) > _MAX_CACHED_ENTITIES:
+        if len(_entity_sets) > _MAX_CACHED_ENTITY_SETS:
             _entity_sets.clear()
         entities = _entity_sets[pair] = cedar.entity_set([principal_text, resource_text])
     request = cedar.request_dict(uid, action, resource.type, resource_id, _context_json(principal, context, snap.index))
