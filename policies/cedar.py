@@ -196,30 +196,27 @@ def template_slots(source: PolicySource) -> list[str]:
 #
 # Cedar evaluates every policy in the set for every request: with 115 policies
 # that is most of a decision's cost, though a request for one channel can only
-# be decided by a few of them. A `Scope` says which requests a policy can apply
-# to, read off its head and the first test of its first `when`; a slice (the
-# policies whose scope admits an action, a resource type and a resource id)
-# decides exactly as the whole set does. A dropped policy is one Cedar would
-# skip without an error: its head does not match (heads never error), or its
-# condition starts with `resource.name == "<another channel>"` on a Channel
-# (every Channel entity has a name, so that test is false, not an error, and
-# `&&` stops there). Two facts of this schema make that hold: no action has
-# parents (`action in [...]` is equality), and resource entities have no
-# parents (`resource in X` is `resource == X`).
+# be decided by a few of them. A `Scope` says which resources a policy can
+# apply to, read off its head and the first test of its first `when`; a slice
+# (the policies whose scope admits a resource type and id) decides exactly as
+# the whole set does. A dropped policy is one Cedar would skip without an
+# error: its head does not match (heads never error), or its condition starts
+# with `resource.name == "<another channel>"` on a Channel (every Channel entity
+# has a name, so that test is false, not an error, and `&&` stops there).
+# Resource entities have no parents, so `resource in X` is `resource == X`.
+# Slices are per resource, not per action: a parsed set costs tens of KiB, and
+# a policy whose action does not match is cheap for Cedar.
 
 
 @dataclass(frozen=True)
 class Scope:
-    """The requests a policy can apply to; None: any."""
+    """The resources a policy can apply to; None: any."""
 
-    actions: frozenset[str] | None = None
     resource_types: frozenset[str] | None = None
     resource_uid: tuple[str, str] | None = None
     channel_name: str | None = None
 
-    def admits(self, action: str, resource_type: str, resource_id: str) -> bool:
-        if self.actions is not None and action not in self.actions:
-            return False
+    def admits(self, resource_type: str, resource_id: str) -> bool:
         if self.resource_types is not None and resource_type not in self.resource_types:
             return False
         if self.resource_uid is not None and self.resource_uid != (resource_type, resource_id):
@@ -257,12 +254,6 @@ def _resource_name_test(body: Any) -> str | None:
 def scope_of(est: dict[str, Any], slots: dict[str, tuple[str, str]] | None = None) -> Scope:
     """A policy's Scope from its JSON form (Cedar's EST); a shape not understood admits everything."""
     slots = slots or {}
-    actions: frozenset[str] | None = None
-    action = est.get("action", {})
-    if action.get("op") in {"==", "in"}:
-        listed = action.get("entities") if "entities" in action else [action.get("entity")]
-        if isinstance(listed, list) and all(isinstance(item, dict) and item.get("type") == "Action" for item in listed):
-            actions = frozenset(str(item["id"]) for item in listed)
     types: frozenset[str] | None = None
     uid: tuple[str, str] | None = None
     resource = est.get("resource", {})
@@ -279,7 +270,7 @@ def scope_of(est: dict[str, Any], slots: dict[str, tuple[str, str]] | None = Non
     conditions = est.get("conditions") or []
     if conditions and conditions[0].get("kind") == "when":
         channel = _resource_name_test(conditions[0].get("body"))
-    return Scope(actions, types, uid, channel)
+    return Scope(types, uid, channel)
 
 
 def _context_reads(node: Any, keys: set[str]) -> bool:
@@ -329,18 +320,19 @@ class PolicyIndex:
     named: frozenset[tuple[str, str]]
     context_keys: frozenset[str] | None  # the context attributes any policy reads; None: all
 
-    def slice_key(self, action: str, resource_type: str, resource_id: str) -> tuple[str, str, str | None]:
+    def slice_key(self, resource_type: str, resource_id: str) -> tuple[str, str | None]:
         named = (resource_type, resource_id) in self.named
-        return (action, resource_type, resource_id if named else None)
+        return (resource_type, resource_id if named else None)
 
-    def slice_for(self, action: str, resource_type: str, resource_id: str | None) -> Parsed | None:
+    def slice_for(self, resource_type: str, resource_id: str | None) -> Parsed | None:
         """The parsed policies that can apply (None: none can, the answer is a plain deny).
 
         `resource_id` None stands for any id no scope names."""
         rid = resource_id if resource_id is not None else "\x00"  # matches no named id
-        names = [p.name for p in self.statics if p.scope.admits(action, resource_type, rid)]
-        texts = [p.text for p in self.statics if p.scope.admits(action, resource_type, rid)]
-        links = [link for link, scope in self.links if scope.admits(action, resource_type, rid)]
+        statics = [p for p in self.statics if p.scope.admits(resource_type, rid)]
+        names = [p.name for p in statics]
+        texts = [p.text for p in statics]
+        links = [link for link, scope in self.links if scope.admits(resource_type, rid)]
         templates = sorted({link.template for link in links})
         names.extend(templates)
         texts.extend(self.templates[name] for name in templates)

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 CONTEXT_KEYS = ("client_ip", "now")
 _MAX_CACHED_DECISIONS = 20_000
 _MAX_CACHED_ROLES = 10_000
-_MAX_CACHED_SLICES = 2_000
+_MAX_CACHED_SLICES = 500  # parsed sets of tens of KiB each
 _MAX_CACHED_ENTITIES = 10_000
 _MAX_CACHED_ENTITY_SETS = 5_000  # parsed (principal, resource) pairs, a few KiB each
 _AUDIT_EVENTS_PER_ACTOR = 20  # denial events per actor per POLICY_AUDIT_INTERVAL
@@ -53,19 +53,17 @@ class Snapshot:
     names: tuple[str, ...]
     index: cedar.PolicyIndex | None = None
     # slice key -> the parsed slice (None: no policy applies); built on first use
-    slices: dict[tuple[str, str, str | None], cedar.Parsed | None] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    slices: dict[tuple[str, str | None], cedar.Parsed | None] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def whole(self) -> cedar.Parsed:
         return cedar.Parsed(self.policy_set, cedar.positional_ids(self.names))
 
-    def slice(self, action: str, resource_type: str, resource_id: str) -> tuple[Any, cedar.Parsed | None]:
+    def slice(self, resource_type: str, resource_id: str) -> tuple[Any, cedar.Parsed | None]:
         """(slice key, the policies that can decide this request; None when none can)."""
         if self.index is None:
             return ("all",), self.whole
-        key = self.index.slice_key(action, resource_type, resource_id)
+        key = self.index.slice_key(resource_type, resource_id)
         try:
             return key, self.slices[key]
         except KeyError:
@@ -260,7 +258,7 @@ def decide_many(
                 # The same uid with other attrs cannot join this entity set: on its own.
                 decisions[position] = evaluate(snap, principal, action, resource, context, attrs=attrs)
                 continue
-            slice_key, policy_set = snap.slice(action, resource.type, resource_id)
+            slice_key, policy_set = snap.slice(resource.type, resource_id)
             if policy_set is None:
                 decisions[position] = _decision(cedar.NO_POLICY, principal, action, resource, audit=True)
                 continue
@@ -313,7 +311,7 @@ def evaluate(
     if attrs is None:
         attrs = _attrs_key(resource)
     resource_text = _resource_json(resource, resource_id, attrs)  # bad attrs raise even when no policy applies
-    _slice_key, policy_set = snap.slice(action, resource.type, resource_id)
+    _slice_key, policy_set = snap.slice(resource.type, resource_id)
     if policy_set is None:
         return _decision(cedar.NO_POLICY, principal, action, resource, audit=audit)
     uid, principal_text = _principal_json(principal, snap.version)

@@ -97,7 +97,7 @@ def test_every_slice_decides_as_the_whole_set() -> None:
             now=now,
         )
         expected = cedar.evaluate(whole, request, ids=cedar.positional_ids([source.name for source in sources]))
-        parsed = index.slice_for(*index.slice_key(action, type_, id_))
+        parsed = index.slice_for(*index.slice_key(type_, id_))
         got = cedar.NO_POLICY if parsed is None else cedar.evaluate(parsed.policy_set, request, ids=parsed.ids)
         assert got == expected, (user, action, type_, id_)
         compared += 1
@@ -110,7 +110,7 @@ def test_every_slice_decides_as_the_whole_set() -> None:
 def test_an_evaluation_error_names_the_policy_not_cedars_position() -> None:
     sources = [cedar.PolicySource(f"shape-{n}", text) for n, text in enumerate(SHAPES)]
     index = cedar.build_index(sources)
-    parsed = index.slice_for(*index.slice_key("read", "Document", "9"))
+    parsed = index.slice_for(*index.slice_key("Document", "9"))
     assert parsed is not None
     request = cedar.build_request(
         user=None,
@@ -134,11 +134,11 @@ def test_the_index_reads_scopes_and_leading_name_tests() -> None:
     sources.append(cedar.PolicySource("tpl", TEMPLATE))
     index = cedar.build_index(sources, LINKS)
     scopes = [policy.scope for policy in index.statics]
-    assert scopes[0] == cedar.Scope(frozenset({"publish"}), frozenset({"Channel"}))
+    assert scopes[0] == cedar.Scope(frozenset({"Channel"}))
     assert scopes[1].channel_name == "team1.secret" and scopes[2].channel_name == "team2.secret"
     assert scopes[3].channel_name is None  # not the leading test: Cedar evaluates the username first
-    assert scopes[4].resource_uid == ("Document", "3") and scopes[4].actions == frozenset({"read", "edit"})
-    assert scopes[5] == cedar.Scope(None, frozenset({"Dashboard"}), ("Dashboard", "4"))  # an unless is not read
+    assert scopes[4].resource_uid == ("Document", "3")
+    assert scopes[5] == cedar.Scope(frozenset({"Dashboard"}), ("Dashboard", "4"))  # an unless is not read
     assert scopes[7].resource_types == frozenset()
     assert scopes[8].channel_name is None
     assert [scope.resource_uid for _link, scope in index.links] == [
@@ -146,21 +146,14 @@ def test_the_index_reads_scopes_and_leading_name_tests() -> None:
         ("Document", "5"),
         ("Dashboard", "4"),
     ]
-    assert index.slice_key("publish", "Channel", "team1.secret") == ("publish", "Channel", "team1.secret")
-    assert index.slice_key("publish", "Channel", "chat.other") == ("publish", "Channel", None)
+    assert index.slice_key("Channel", "team1.secret") == ("Channel", "team1.secret")
+    assert index.slice_key("Channel", "chat.other") == ("Channel", None)
     # Context attributes some policy reads: the others need not be sent.
     assert index.context_keys == frozenset({"auth_method", "client_ip"})
     wholesale = cedar.build_index(
         [cedar.PolicySource("c", "permit(principal, action, resource) when { context == {} };")]
     )
     assert wholesale.context_keys is None
-
-
-def test_the_schema_has_no_action_groups() -> None:
-    """Slicing reads `action in [...]` as equality, which holds while no action has parents."""
-    for line in cedar.schema_text().splitlines():
-        if line.startswith("action "):
-            assert " in " not in line.split("appliesTo")[0], line
 
 
 @pytest.mark.django_db
