@@ -119,7 +119,7 @@ def main() -> None:
     measure("parse: load the policy set (new version)", lambda: engine.load_snapshot(snap.version), 50)
 
     def first_load() -> None:
-        cedar._est_cache.clear()
+        cedar._reads.clear()
         engine.load_snapshot(snap.version)
 
     measure("parse: first load in a process (JSON forms too)", first_load, 20)

@@ -341,25 +341,36 @@ class PolicyIndex:
         return Parsed(_linked(cedarpy.PolicySet.from_str("".join(texts)), links), positional_ids(names))
 
 
-# Annotated text -> (is a template, its JSON form). Cedar's JSON conversion costs
-# about 0.2 ms a policy, ten times its parse: a new version (a share, a group
-# change) converts only the texts it has not seen.
-_est_cache: dict[str, tuple[bool, dict[str, Any]]] = {}
-_MAX_EST_CACHE = 20_000
+@dataclass(frozen=True)
+class _Read:
+    """What the index needs of one policy text, kept per process across versions."""
+
+    est: dict[str, Any] | None  # the JSON form, kept for templates (their links' scopes need it)
+    scope: Scope
+    context_keys: frozenset[str] | None  # None: uses `context` as a whole
 
 
-def _ests(texts: dict[str, str]) -> dict[str, tuple[bool, dict[str, Any]]]:
-    """Each policy's JSON form by name (texts: name -> annotated text, as parsed before)."""
-    new = {name: text for name, text in texts.items() if text not in _est_cache}
+# Annotated text -> _Read. Cedar's JSON conversion costs about 0.2 ms a policy,
+# ten times its parse: a new version (a share, a group change) reads only the
+# texts it has not seen.
+_reads: dict[str, _Read] = {}
+_MAX_READS = 20_000
+
+
+def _read_all(texts: dict[str, str]) -> dict[str, _Read]:
+    """Each policy's _Read by name (texts: name -> annotated text, as parsed before)."""
+    new = {name: text for name, text in texts.items() if text not in _reads}
     if new:
         est = json.loads(cedarpy.policies_to_json_str("".join(new.values())))
-        if len(_est_cache) + len(new) > _MAX_EST_CACHE:
-            _est_cache.clear()
+        if len(_reads) + len(new) > _MAX_READS:
+            _reads.clear()
         for is_template, policies in ((False, est.get("staticPolicies", {})), (True, est.get("templates", {}))):
             for policy in policies.values():
-                name = policy.get("annotations", {}).get("id")
-                _est_cache[new[name]] = (is_template, policy)
-    return {name: _est_cache[text] for name, text in texts.items()}
+                keys: set[str] = set()
+                whole = not _context_reads(policy.get("conditions", []), keys)
+                read = _Read(policy if is_template else None, scope_of(policy), None if whole else frozenset(keys))
+                _reads[new[policy.get("annotations", {}).get("id")]] = read
+    return {name: _reads[text] for name, text in texts.items()}
 
 
 def build_index(sources: Sequence[PolicySource], links: Iterable[Link] = ()) -> PolicyIndex:
@@ -367,13 +378,13 @@ def build_index(sources: Sequence[PolicySource], links: Iterable[Link] = ()) -> 
     statics: list[IndexedPolicy] = []
     templates: dict[str, dict[str, Any]] = {}
     context_keys: set[str] | None = set()
-    for name, (is_template, policy) in _ests(texts).items():
-        if context_keys is not None and not _context_reads(policy.get("conditions", []), context_keys):
-            context_keys = None
-        if is_template:
-            templates[name] = policy
+    for name, read in _read_all(texts).items():
+        if context_keys is not None:
+            context_keys = None if read.context_keys is None else context_keys | read.context_keys
+        if read.est is not None:
+            templates[name] = read.est
         else:
-            statics.append(IndexedPolicy(name, texts[name], scope_of(policy)))
+            statics.append(IndexedPolicy(name, texts[name], read.scope))
     linked = []
     for link in links:
         template = templates.get(link.template)
