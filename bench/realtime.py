@@ -151,7 +151,12 @@ class Servers:
         return process, port
 
     def ours(self, server: str) -> tuple[subprocess.Popen[bytes], int]:
-        return self.start([PY, "manage.py", "serve", "--server", server, "--host", "127.0.0.1"], self.env)
+        if server == "daphne-stock":  # before the lean send path: the Daphne CLI, same limits
+            daphne = [PY, "-m", "daphne", "-b", "127.0.0.1", "--websocket-max-message-size", "4194304"]
+            return self.start([*daphne, "--ping-interval", "20", "webconnect.asgi:application"], self.env)
+        server, _, implementation = server.partition(":")  # uvicorn:wsproto, uvicorn:websockets-sansio
+        env = {**self.env, "UVICORN_WS": implementation} if implementation else self.env
+        return self.start([PY, "manage.py", "serve", "--server", server, "--host", "127.0.0.1"], env)
 
     def bare(self) -> tuple[subprocess.Popen[bytes], int]:
         return self.start([PY, str(ROOT / "bench" / "bare_websockets.py")], self.env)
@@ -468,7 +473,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script works")
     parser.add_argument(
-        "--server", default="daphne,uvicorn,granian", help="comma-separated: manage.py serve --server for each"
+        "--server",
+        default="daphne,uvicorn,granian",
+        help="comma-separated: manage.py serve --server for each (daphne-stock: the Daphne CLI, for comparison; uvicorn:wsproto picks uvicorn's WebSocket implementation)",
     )
     parser.add_argument("--connections", type=int, default=0, help="also hold this many at once (e.g. 10000)")
     args = parser.parse_args()

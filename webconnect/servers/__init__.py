@@ -10,13 +10,23 @@ reads X-Forwarded-For per TRUSTED_PROXY_COUNT), a deadline for request headers
 from __future__ import annotations
 
 import importlib
+import os
 
 SERVERS = ("daphne", "uvicorn", "granian")
-DEFAULT = "daphne"  # chosen by measurement: bench/README.md, "Choosing the server"
+CHOSEN = "daphne"  # by measurement: bench/README.md, "Choosing the server"
+# WEBCONNECT_SERVER overrides it for a deployment (or a test or benchmark run) without a flag.
+DEFAULT = os.environ.get("WEBCONNECT_SERVER") or CHOSEN
 
 PING_INTERVAL = 20  # seconds between server pings on an idle socket
 PING_TIMEOUT = 30  # a socket that does not answer within this is dropped
 BACKLOG = 2048  # Daphne's default (50) refused handshakes in bursts
+
+
+def application_path() -> str:
+    """The ASGI application, as "module:attribute" (tests add an echo route: tests/settings.py)."""
+    from django.conf import settings
+
+    return str(getattr(settings, "SERVE_APPLICATION", "webconnect.asgi:application"))
 
 
 def run(server: str, host: str, port: int) -> None:

@@ -15,7 +15,7 @@ from django.conf import settings
 from twisted.internet import defer
 
 from webconnect.kernel import startup
-from webconnect.servers import BACKLOG, PING_INTERVAL, PING_TIMEOUT
+from webconnect.servers import BACKLOG, PING_INTERVAL, PING_TIMEOUT, application_path
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +118,19 @@ class CappedWebSocketProtocol(WebSocketProtocol):  # type: ignore[misc]
             for option in ("maxMessagePayloadSize", "maxFramePayloadSize"):
                 setattr(self, option, min(getattr(self, option) or cap, cap))
         return super().onConnect(request)
+
+    def handle_reply(self, message: Any) -> None:
+        # Daphne tests `if message.get("text")`, so an empty message is silently dropped; send it.
+        if message.get("type") == "websocket.send" and self.state == self.STATE_OPEN:
+            text, data = message.get("text"), message.get("bytes")
+            if text is not None and data is not None:
+                raise ValueError("a websocket.send message has both text and bytes")
+            if data is not None:
+                self.serverSend(data, True)
+            elif text is not None:
+                self.serverSend(text, False)
+            return
+        super().handle_reply(message)
 
     def serverSend(self, content: Any, binary: bool = False) -> None:
         """Frame and write a message in one step.
@@ -227,4 +240,4 @@ def run(host: str, port: int) -> None:
         argv += ["--http-timeout", str(settings.HTTP_RESPONSE_TIMEOUT)]
     # No --proxy-headers: Daphne would trust the left-most X-Forwarded-For
     # entry, which the client writes; webconnect.identity reads it per TRUSTED_PROXY_COUNT.
-    DrainingCommandLine().run([*argv, "webconnect.asgi:application"])
+    DrainingCommandLine().run([*argv, application_path()])

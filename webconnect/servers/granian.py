@@ -9,6 +9,7 @@ transport (the session's own frame limits still apply), nor is the anonymous cap
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -19,14 +20,14 @@ from granian.http import HTTP1Settings
 from granian.server.embed import Server
 
 from webconnect.kernel import startup
-from webconnect.servers import BACKLOG
+from webconnect.servers import BACKLOG, application_path
 
 logger = logging.getLogger(__name__)
 
 
 async def serve(host: str, port: int) -> None:
-    from webconnect.asgi import application
-
+    module, _, attribute = application_path().partition(":")
+    application = getattr(importlib.import_module(module), attribute)
     server = Server(
         application,
         address=host,

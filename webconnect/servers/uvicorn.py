@@ -19,7 +19,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_impl import WebSocketProtocol
 
 from webconnect.kernel import startup
-from webconnect.servers import BACKLOG, PING_INTERVAL, PING_TIMEOUT
+from webconnect.servers import BACKLOG, PING_INTERVAL, PING_TIMEOUT, application_path
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class DrainingServer(uvicorn.Server):
 def config(host: str, port: int) -> uvicorn.Config:
     implementation = os.environ.get("UVICORN_WS", "websockets")
     return uvicorn.Config(
-        "webconnect.asgi:application",
+        application_path(),
         host=host,
         port=port,
         loop="uvloop",
