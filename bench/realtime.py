@@ -31,6 +31,7 @@ import os
 import random
 import resource
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -362,79 +363,93 @@ async def main_async(args: argparse.Namespace) -> None:
         base_url, bare_url = f"ws://127.0.0.1:{base_port}/ws/", f"ws://127.0.0.1:{bare_port}/"
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}\n")
 
-        print("## Echo round trip (ping -> pong), ours\n")
-        print(row("server", "connections", "offered load", "samples", "p50", "p99"))
-        print(row("---", "---", "---", "---:", "---:", "---:"))
-        cases = [(1, 200, 0.0), (100, 10, 1.0), (1000, 5, 1.0), (100, 20, 0.0)]
-        for connections, rounds, interval in cases:
-            if args.quick and connections == 1000:
-                continue
-            for name, (_, url) in ours.items():
-                result = await echo(url, headers, connections, rounds, interval)
-                load = f"{connections / interval:,.0f} pings/s" if interval else "back to back (saturated)"
+        parts = set(args.only.split(","))
+        if "echo" in parts:
+            print("## Echo round trip (ping -> pong), ours\n")
+            print(row("server", "connections", "offered load", "samples", "p50", "p99"))
+            print(row("---", "---", "---", "---:", "---:", "---:"))
+            cases = [(1, 200, 0.0), (100, 10, 1.0), (1000, 5, 1.0), (100, 20, 0.0)]
+            for connections, rounds, interval in cases:
+                if args.quick and connections == 1000:
+                    continue
+                for name, (_, url) in ours.items():
+                    result = await echo(url, headers, connections, rounds, interval)
+                    load = f"{connections / interval:,.0f} pings/s" if interval else "back to back (saturated)"
+                    print(
+                        row(
+                            name,
+                            connections,
+                            load,
+                            result["samples"],
+                            f"{result['p50_ms']:.2f} ms",
+                            f"{result['p99_ms']:.2f} ms",
+                        )
+                    )
+
+        if "idle" in parts:
+            idle_count = 300 if args.quick else 2000
+            print(f"\n## Idle connections ({idle_count} opened at once)\n")
+            print(row("server", "held", "RSS before", "memory per connection"))
+            print(row("---", "---:", "---:", "---:"))
+            targets = [*((f"ours on {n}", url, pid) for n, (pid, url) in ours.items())]
+            targets += [("baseline", base_url, base.pid), ("bare websockets", bare_url, bare.pid)]
+            for name, url, pid in targets:
+                result = await idle(url, headers, pid, idle_count)
                 print(
                     row(
                         name,
-                        connections,
-                        load,
-                        result["samples"],
-                        f"{result['p50_ms']:.2f} ms",
-                        f"{result['p99_ms']:.2f} ms",
+                        result["held"],
+                        f"{result['rss_before_mib']:.0f} MiB",
+                        f"{result['kib_per_connection']:.1f} KiB",
                     )
                 )
 
-        idle_count = 300 if args.quick else 2000
-        print(f"\n## Idle connections ({idle_count} opened at once)\n")
-        print(row("server", "held", "RSS before", "memory per connection"))
-        print(row("---", "---:", "---:", "---:"))
-        targets = [*((f"ours on {n}", url, pid) for n, (pid, url) in ours.items())]
-        targets += [("baseline", base_url, base.pid), ("bare websockets", bare_url, bare.pid)]
-        for name, url, pid in targets:
-            result = await idle(url, headers, pid, idle_count)
+        if "fanout" in parts:
+            print("\n## Fan-out (server CPU per delivery: the server's whole process tree)\n")
             print(
                 row(
-                    name,
-                    result["held"],
-                    f"{result['rss_before_mib']:.0f} MiB",
-                    f"{result['kib_per_connection']:.1f} KiB",
+                    "subscribers",
+                    "messages",
+                    "server",
+                    "deliveries/s",
+                    "server CPU per delivery",
+                    "vs bare",
+                    "vs baseline",
                 )
             )
-
-        print("\n## Fan-out (server CPU per delivery: the server's whole process tree)\n")
-        print(row("subscribers", "messages", "server", "deliveries/s", "server CPU per delivery", "vs bare", "vs baseline"))
-        print(row("---", "---:", "---", "---:", "---:", "---:", "---:"))
-        cases = ((500, 40), (2000, 10)) if not args.quick else ((200, 20),)
-        for subscribers, messages in cases:
-            base_result = await fan_out(base_url, headers, base.pid, subscribers, messages, baseline=True)
-            bare_result = await fan_out(bare_url, headers, bare.pid, subscribers, messages, baseline=True)
-            base_cpu, bare_cpu = base_result["cpu_us_per_delivery"], bare_result["cpu_us_per_delivery"]
-            for label, result in (("baseline (group_send)", base_result), ("bare websockets", bare_result)):
-                cpu = result["cpu_us_per_delivery"]
-                print(
-                    row(
-                        subscribers,
-                        messages,
-                        label,
-                        f"{result['per_second']:,.0f}",
-                        f"{cpu:.1f} µs",
-                        f"{cpu / bare_cpu:.1f}x",
-                        f"{base_cpu / cpu:.1f}x less",
+            print(row("---", "---:", "---", "---:", "---:", "---:", "---:"))
+            cases = ((500, 40), (2000, 10)) if not args.quick else ((200, 20),)
+            for subscribers, messages in cases:
+                base_result = await fan_out(base_url, headers, base.pid, subscribers, messages, baseline=True)
+                bare_result = await fan_out(bare_url, headers, bare.pid, subscribers, messages, baseline=True)
+                base_cpu, bare_cpu = base_result["cpu_us_per_delivery"], bare_result["cpu_us_per_delivery"]
+                for label, result in (("baseline (group_send)", base_result), ("bare websockets", bare_result)):
+                    cpu = result["cpu_us_per_delivery"]
+                    print(
+                        row(
+                            subscribers,
+                            messages,
+                            label,
+                            f"{result['per_second']:,.0f}",
+                            f"{cpu:.1f} µs",
+                            f"{cpu / bare_cpu:.1f}x",
+                            f"{base_cpu / cpu:.1f}x less",
+                        )
                     )
-                )
-            for name, (pid, url) in ours.items():
-                result = await fan_out(url, headers, pid, subscribers, messages, baseline=False)
-                cpu = result["cpu_us_per_delivery"]
-                print(
-                    row(
-                        subscribers,
-                        messages,
-                        f"ours on {name}",
-                        f"{result['per_second']:,.0f}",
-                        f"{cpu:.1f} µs",
-                        f"{cpu / bare_cpu:.1f}x",
-                        f"{base_cpu / cpu:.1f}x less",
+                for name, (pid, url) in ours.items():
+                    result = await fan_out(url, headers, pid, subscribers, messages, baseline=False)
+                    cpu = result["cpu_us_per_delivery"]
+                    print(
+                        row(
+                            subscribers,
+                            messages,
+                            f"ours on {name}",
+                            f"{result['per_second']:,.0f}",
+                            f"{cpu:.1f} µs",
+                            f"{cpu / bare_cpu:.1f}x",
+                            f"{base_cpu / cpu:.1f}x less",
+                        )
                     )
-                )
 
         if args.connections:
             count = args.connections
@@ -475,10 +490,13 @@ def main() -> None:
     parser.add_argument(
         "--server",
         default="daphne,uvicorn,granian",
-        help="comma-separated: manage.py serve --server for each (daphne-stock: the Daphne CLI, for comparison; uvicorn:wsproto picks uvicorn's WebSocket implementation)",
+        help="comma-separated: manage.py serve --server for each "
+        "(daphne-stock: the plain Daphne CLI; uvicorn:wsproto: that WebSocket implementation)",
     )
+    parser.add_argument("--only", default="echo,idle,fanout", help="comma-separated parts to run")
     parser.add_argument("--connections", type=int, default=0, help="also hold this many at once (e.g. 10000)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the servers
     raise_open_files(max(args.connections, 2000) + 2100)
     asyncio.run(main_async(args))
 
