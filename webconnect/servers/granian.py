@@ -48,7 +48,7 @@ async def serve(host: str, port: int) -> None:
     async def drain() -> None:
         logger.info("draining: closing sockets with 4501 after flushing document commits")
         await startup.shutdown()
-        server.stop()
+        server.stop()  # type: ignore[no-untyped-call]
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, lambda: startup.spawn(drain()))

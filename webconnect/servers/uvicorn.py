@@ -34,7 +34,7 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
 
     header_deadline: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._start_deadline()
 
@@ -101,7 +101,7 @@ def config(host: str, port: int) -> uvicorn.Config:
         port=port,
         loop="uvloop",
         http=DeadlineHttpToolsProtocol,
-        ws=CappedWebSocketProtocol if implementation == "websockets" else implementation,  # type: ignore[arg-type]
+        ws=CappedWebSocketProtocol if implementation == "websockets" else implementation,
         ws_max_size=settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE,
         # Messages buffered per socket before reading stops (the session reads them promptly).
         ws_max_queue=int(os.environ.get("UVICORN_WS_MAX_QUEUE", "4")),
