@@ -91,6 +91,9 @@ class DrainingServer(uvicorn.Server):
         logger.info("draining: closing sockets with 4501 after flushing document commits")
         await startup.shutdown()
         await super().shutdown(sockets)
+        # uvicorn re-raises the captured SIGTERM once served, so the process would die of it (-15);
+        # a drained process exits 0, as under Daphne.
+        self._captured_signals.clear()
 
 
 def config(host: str, port: int) -> uvicorn.Config:
