@@ -4,15 +4,21 @@ Run on demand (not in CI), with Redis on 127.0.0.1 (the baseline needs channels-
 our server runs in services mode so the measured path includes the Redis hop):
 
     REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/realtime.py [--quick]
+        [--server daphne,uvicorn,granian] [--connections 10000]
 
-It starts, in a temporary directory, our server (`manage.py serve`, Daphne, SQLite, Redis hub)
-and the baseline (bench/realtime_baseline.py: a plain Channels consumer using group_send on
-channels-redis), drives both from this process with the `websockets` library, and prints:
+It starts, in a temporary directory, our server (`manage.py serve --server S`, SQLite, Redis
+hub) under each server named, the baseline (bench/realtime_baseline.py: a plain Channels
+consumer using group_send on channels-redis, on Daphne) and a bare `websockets` broadcast
+server (bench/bare_websockets.py, the Python limit), drives them from this process with the
+`websockets` library, and prints:
 - echo (ping -> pong) round trip p50/p99 at 1, 100 and 1,000 concurrent connections;
 - idle connections held by one server process and its memory per connection (RSS delta);
 - fan-out: deliveries per second (wall clock, until every subscriber has every message) and
-  server CPU per delivery (utime+stime of the server process; Redis not included), with 500
-  and 2,000 subscribers, ours and the baseline's, and the ratio.
+  server CPU per delivery (utime+stime of the server's whole process tree; Redis not
+  included), with 500 and 2,000 subscribers, and our ratios to bare `websockets` and to the
+  baseline;
+- with --connections N: N connections held at once (memory per connection) and echo p99 at
+  1,000 pings/s across them (REALTIME_IDLE_TIMEOUT=3600 so none idles out while the rest connect).
 Every server it starts is stopped at the end (terminate, then kill).
 """
 
@@ -23,7 +29,9 @@ import asyncio
 import json
 import os
 import random
+import resource
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -48,16 +56,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def tree(pid: int) -> list[int]:
+    """`pid` and its descendants (Granian's process manager, for one, serves from a child)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
+    total = 0.0
+    for each in tree(pid):
+        with suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK
+    return total
 
 
 def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    total = 0
+    for each in tree(pid):
+        with suppress(OSError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
 
 
 def wait_port(port: int, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
@@ -87,6 +114,7 @@ class Servers:
             "LOG_LEVEL": "WARNING",
             "LOG_FORMAT": "text",
             "REALTIME_QUEUE_SIZE": "10000",
+            "REALTIME_IDLE_TIMEOUT": "3600",
         }
         self.env.pop("DATABASE_URL", None)
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -123,8 +151,16 @@ class Servers:
         wait_port(port, process)
         return process, port
 
-    def ours(self) -> tuple[subprocess.Popen[bytes], int]:
-        return self.start([PY, "manage.py", "serve", "--host", "127.0.0.1"], self.env)
+    def ours(self, server: str) -> tuple[subprocess.Popen[bytes], int]:
+        if server == "daphne-stock":  # before the lean send path: the Daphne CLI, same limits
+            daphne = [PY, "-m", "daphne", "-b", "127.0.0.1", "--websocket-max-message-size", "4194304"]
+            return self.start([*daphne, "--ping-interval", "20", "webconnect.asgi:application"], self.env)
+        server, _, implementation = server.partition(":")  # uvicorn:wsproto, uvicorn:websockets-sansio
+        env = {**self.env, "UVICORN_WS": implementation} if implementation else self.env
+        return self.start([PY, "manage.py", "serve", "--server", server, "--host", "127.0.0.1"], env)
+
+    def bare(self) -> tuple[subprocess.Popen[bytes], int]:
+        return self.start([PY, str(ROOT / "bench" / "bare_websockets.py")], self.env)
 
     def baseline(self) -> tuple[subprocess.Popen[bytes], int]:
         env = {**self.env, "PYTHONPATH": str(ROOT / "bench"), "BASELINE_PREFIX": f"bench-baseline-{self.run}"}
@@ -167,7 +203,7 @@ async def open_many(url: str, count: int, headers: dict[str, str]) -> list[Clien
                 await asyncio.sleep(0.2 * (attempt + 1))
         raise RuntimeError("could not connect")
 
-    # In batches: Daphne's listen backlog is 50.
+    # In batches: the baseline's Daphne has a listen backlog of 50.
     for start in range(0, count, 40):
         sockets.extend(await asyncio.gather(*(one() for _ in range(min(40, count - start)))))
     return sockets
@@ -185,6 +221,12 @@ async def echo(url: str, headers: dict[str, str], connections: int, rounds: int,
     the server sees connections / interval pings per second; interval 0 = back to back."""
     sockets = await open_many(url, connections, headers)
     await asyncio.sleep(2)  # let the server finish the handshakes before measuring
+    result = await echo_on(sockets, rounds, interval)
+    await close_all(sockets)
+    return result
+
+
+async def echo_on(sockets: list[ClientConnection], rounds: int, interval: float) -> dict[str, float]:
     samples: list[float] = []
 
     async def drive(ws: ClientConnection) -> None:
@@ -201,9 +243,8 @@ async def echo(url: str, headers: dict[str, str], connections: int, rounds: int,
                     break
             samples.append(time.perf_counter() - started)
 
-    await asyncio.gather(*(drive(ws) for ws in sockets))
-    await close_all(sockets)
-    ordered = sorted(samples)
+    await asyncio.gather(*(drive(ws) for ws in sockets), return_exceptions=True)
+    ordered = sorted(samples) or [float("nan")]
     return {
         "p50_ms": statistics.median(ordered) * 1000,
         "p99_ms": ordered[int(len(ordered) * 0.99) - 1] * 1000,
@@ -214,8 +255,14 @@ async def echo(url: str, headers: dict[str, str], connections: int, rounds: int,
 # --- Idle connections ------------------------------------------------------------------------
 
 
-async def idle(url: str, headers: dict[str, str], pid: int, count: int) -> dict[str, float]:
+async def warm_up(url: str, headers: dict[str, str]) -> None:
+    """A few connections first, so one-time costs (imports, the kernel's start) are not counted per connection."""
+    await close_all(await open_many(url, 40, headers))
     await asyncio.sleep(0.5)
+
+
+async def idle(url: str, headers: dict[str, str], pid: int, count: int) -> dict[str, float]:
+    await warm_up(url, headers)
     before = rss_kib(pid)
     sockets = await open_many(url, count, headers)
     await asyncio.sleep(1.0)
@@ -223,6 +270,26 @@ async def idle(url: str, headers: dict[str, str], pid: int, count: int) -> dict[
     held = sum(1 for ws in sockets if ws.state.name == "OPEN")
     await close_all(sockets)
     return {"held": held, "rss_before_mib": before / 1024, "kib_per_connection": (after - before) / count}
+
+
+async def many(url: str, headers: dict[str, str], pid: int, count: int) -> dict[str, float]:
+    """`count` connections held at once: memory per connection, then echo at 1,000 pings/s across them."""
+    await warm_up(url, headers)
+    before = rss_kib(pid)
+    started = time.perf_counter()
+    sockets = await open_many(url, count, headers)
+    opened = time.perf_counter() - started
+    await asyncio.sleep(2.0)
+    after = rss_kib(pid)
+    result = await echo_on(sockets, 3, count / 1000)
+    held = sum(1 for ws in sockets if ws.state.name == "OPEN")
+    await close_all(sockets)
+    return {
+        "held": held,
+        "open_s": opened,
+        "kib_per_connection": (after - before) / count,
+        **result,
+    }
 
 
 # --- Fan-out ------------------------------------------------------------------------------------
@@ -288,80 +355,156 @@ def row(*cells: Any) -> str:
 
 async def main_async(args: argparse.Namespace) -> None:
     redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    names = [name.strip() for name in args.server.split(",") if name.strip()]
     servers = Servers(redis_url)
     try:
         token = servers.prepare()
         headers = {"Authorization": f"Bearer {token}"}
-        ours, our_port = servers.ours()
+        ours = {}
+        for name in names:
+            process, port = servers.ours(name)
+            ours[name] = (process.pid, f"ws://127.0.0.1:{port}/ws/")
         base, base_port = servers.baseline()
-        our_url, base_url = f"ws://127.0.0.1:{our_port}/ws/", f"ws://127.0.0.1:{base_port}/ws/"
+        bare, bare_port = servers.bare()
+        base_url, bare_url = f"ws://127.0.0.1:{base_port}/ws/", f"ws://127.0.0.1:{bare_port}/"
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}\n")
 
-        print("## Echo round trip (ping -> pong), ours\n")
-        print(row("connections", "offered load", "samples", "p50", "p99"))
-        print(row("---", "---", "---:", "---:", "---:"))
-        cases = [(1, 200, 0.0), (100, 10, 1.0), (1000, 5, 1.0), (100, 20, 0.0)]
-        for connections, rounds, interval in cases:
-            if args.quick and connections == 1000:
-                continue
-            result = await echo(our_url, headers, connections, rounds, interval)
-            load = f"{connections / interval:,.0f} pings/s" if interval else "back to back (saturated)"
-            print(row(connections, load, result["samples"], f"{result['p50_ms']:.2f} ms", f"{result['p99_ms']:.2f} ms"))
+        parts = set(args.only.split(","))
+        if "echo" in parts:
+            print("## Echo round trip (ping -> pong), ours\n")
+            print(row("server", "connections", "offered load", "samples", "p50", "p99"))
+            print(row("---", "---", "---", "---:", "---:", "---:"))
+            cases = [(1, 200, 0.0), (100, 10, 1.0), (1000, 5, 1.0), (100, 20, 0.0)]
+            for connections, rounds, interval in cases:
+                if args.quick and connections == 1000:
+                    continue
+                for name, (_, url) in ours.items():
+                    result = await echo(url, headers, connections, rounds, interval)
+                    load = f"{connections / interval:,.0f} pings/s" if interval else "back to back (saturated)"
+                    print(
+                        row(
+                            name,
+                            connections,
+                            load,
+                            result["samples"],
+                            f"{result['p50_ms']:.2f} ms",
+                            f"{result['p99_ms']:.2f} ms",
+                        )
+                    )
 
-        idle_count = 300 if args.quick else 2000
-        print(f"\n## Idle connections ({idle_count} opened at once)\n")
-        print(row("server", "held", "RSS before", "memory per connection"))
-        print(row("---", "---:", "---:", "---:"))
-        for name, url, pid in (("ours", our_url, ours.pid), ("baseline", base_url, base.pid)):
-            result = await idle(url, headers, pid, idle_count)
-            print(
-                row(
-                    name,
-                    result["held"],
-                    f"{result['rss_before_mib']:.0f} MiB",
-                    f"{result['kib_per_connection']:.1f} KiB",
+        if "idle" in parts:
+            idle_count = 300 if args.quick else 2000
+            print(f"\n## Idle connections ({idle_count} opened at once)\n")
+            print(row("server", "held", "RSS before", "memory per connection"))
+            print(row("---", "---:", "---:", "---:"))
+            targets = [*((f"ours on {n}", url, pid) for n, (pid, url) in ours.items())]
+            targets += [("baseline", base_url, base.pid), ("bare websockets", bare_url, bare.pid)]
+            for name, url, pid in targets:
+                result = await idle(url, headers, pid, idle_count)
+                print(
+                    row(
+                        name,
+                        result["held"],
+                        f"{result['rss_before_mib']:.0f} MiB",
+                        f"{result['kib_per_connection']:.1f} KiB",
+                    )
                 )
-            )
 
-        print("\n## Fan-out\n")
-        print(
-            row("subscribers", "messages", "server", "deliveries/s", "server CPU per delivery", "ratio (ours/baseline)")
-        )
-        print(row("---", "---:", "---", "---:", "---:", "---"))
-        cases = ((500, 40), (2000, 10)) if not args.quick else ((200, 20),)
-        for subscribers, messages in cases:
-            base_result = await fan_out(base_url, headers, base.pid, subscribers, messages, baseline=True)
-            our_result = await fan_out(our_url, headers, ours.pid, subscribers, messages, baseline=False)
-            speed = our_result["per_second"] / base_result["per_second"]
-            cpu = base_result["cpu_us_per_delivery"] / our_result["cpu_us_per_delivery"]
+        if "fanout" in parts:
+            print("\n## Fan-out (server CPU per delivery: the server's whole process tree)\n")
             print(
                 row(
-                    subscribers,
-                    messages,
-                    "baseline (group_send)",
-                    f"{base_result['per_second']:,.0f}",
-                    f"{base_result['cpu_us_per_delivery']:.0f} µs",
-                    "",
+                    "subscribers",
+                    "messages",
+                    "server",
+                    "deliveries/s",
+                    "server CPU per delivery",
+                    "vs bare",
+                    "vs baseline",
                 )
             )
-            print(
-                row(
-                    subscribers,
-                    messages,
-                    "ours (hub)",
-                    f"{our_result['per_second']:,.0f}",
-                    f"{our_result['cpu_us_per_delivery']:.1f} µs",
-                    f"{speed:.1f}x deliveries/s, {cpu:.1f}x less CPU",
+            print(row("---", "---:", "---", "---:", "---:", "---:", "---:"))
+            fan_cases = ((500, 40), (2000, 10)) if not args.quick else ((200, 20),)
+            for subscribers, messages in fan_cases:
+                base_result = await fan_out(base_url, headers, base.pid, subscribers, messages, baseline=True)
+                bare_result = await fan_out(bare_url, headers, bare.pid, subscribers, messages, baseline=True)
+                base_cpu, bare_cpu = base_result["cpu_us_per_delivery"], bare_result["cpu_us_per_delivery"]
+                for label, result in (("baseline (group_send)", base_result), ("bare websockets", bare_result)):
+                    cpu = result["cpu_us_per_delivery"]
+                    print(
+                        row(
+                            subscribers,
+                            messages,
+                            label,
+                            f"{result['per_second']:,.0f}",
+                            f"{cpu:.1f} µs",
+                            f"{cpu / bare_cpu:.1f}x",
+                            f"{base_cpu / cpu:.1f}x less",
+                        )
+                    )
+                for name, (pid, url) in ours.items():
+                    result = await fan_out(url, headers, pid, subscribers, messages, baseline=False)
+                    cpu = result["cpu_us_per_delivery"]
+                    print(
+                        row(
+                            subscribers,
+                            messages,
+                            f"ours on {name}",
+                            f"{result['per_second']:,.0f}",
+                            f"{cpu:.1f} µs",
+                            f"{cpu / bare_cpu:.1f}x",
+                            f"{base_cpu / cpu:.1f}x less",
+                        )
+                    )
+
+        if args.connections:
+            count = args.connections
+            print(f"\n## {count:,} connections held at once, echo at 1,000 pings/s across them\n")
+            print(row("server", "held", "opening took", "memory per connection", "echo samples", "p50", "p99"))
+            print(row("---", "---:", "---:", "---:", "---:", "---:", "---:"))
+            for name, (pid, url) in ours.items():
+                result = await many(url, headers, pid, count)
+                print(
+                    row(
+                        f"ours on {name}",
+                        result["held"],
+                        f"{result['open_s']:.0f} s",
+                        f"{result['kib_per_connection']:.1f} KiB",
+                        result["samples"],
+                        f"{result['p50_ms']:.2f} ms",
+                        f"{result['p99_ms']:.2f} ms",
+                    )
                 )
-            )
+        print(f"\nload at the end {os.getloadavg()[0]:.1f}")
     finally:
         servers.stop()
+
+
+def raise_open_files(needed: int) -> None:
+    """Client sockets here, server sockets in the children (which inherit the limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = needed + 1024 if hard == resource.RLIM_INFINITY else min(hard, needed + 1024)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if want < needed:
+        sys.exit(f"--connections {needed} needs `ulimit -n` of at least {needed + 1024} (hard limit {hard})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script works")
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument(
+        "--server",
+        default="daphne,uvicorn,granian",
+        help="comma-separated: manage.py serve --server for each "
+        "(daphne-stock: the plain Daphne CLI; uvicorn:wsproto: that WebSocket implementation)",
+    )
+    parser.add_argument("--only", default="echo,idle,fanout", help="comma-separated parts to run")
+    parser.add_argument("--connections", type=int, default=0, help="also hold this many at once (e.g. 10000)")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the servers
+    raise_open_files(max(args.connections, 2000) + 2100)
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

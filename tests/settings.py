@@ -65,3 +65,6 @@ if KERNEL_BACKGROUND_TASKS and "POLICY_VERSION_CHECK_INTERVAL" not in os.environ
     POLICY_VERSION_CHECK_INTERVAL = 0
 if KERNEL_BACKGROUND_TASKS and "REALTIME_NAMESPACE_CACHE_SECONDS" not in os.environ:
     REALTIME_NAMESPACE_CACHE_SECONDS = 0  # likewise for namespaces
+# Servers started by tests serve webconnect plus a bare echo route at ws://.../ (tests/echo.py),
+# which the WebSocket conformance test drives; production serves webconnect.asgi:application.
+SERVE_APPLICATION = "tests.echo:application"
