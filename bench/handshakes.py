@@ -341,6 +341,8 @@ def main() -> None:
     if args.quick:
         args.clients = min(args.clients, 1000)
     args.users = args.users or args.clients
+    # `timeout` (SIGTERM) still stops the servers this started (the finally blocks run).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     asyncio.run(main_async(args))
 
 

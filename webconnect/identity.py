@@ -268,7 +268,10 @@ def _handshake_lookups() -> _HandshakeLookups:
     if found is None:
         for closed in [other for other in _lookups if other.is_closed()]:
             del _lookups[closed]
-        found = _lookups[loop] = _HandshakeLookups(_Coalescer(_stored_access_tokens), _Coalescer(_session_users))
+        # Looked up at call time, so a test can replace them.
+        found = _lookups[loop] = _HandshakeLookups(
+            _Coalescer(lambda keys: _stored_access_tokens(keys)), _Coalescer(lambda keys: _session_users(keys))
+        )
         found.tokens.on_loaded = found.remember
     return found
 

@@ -2,11 +2,13 @@
 
     REDIS_URL=redis://127.0.0.1:6379/5 .venv/bin/python bench/profiles/fanout.py [--batch] [--profile out.txt]
 
-The same server, clients and measure as bench/realtime.py's fan-out table (server CPU per
-delivery from /proc, 500 subscribers x 40 messages and 2,000 x 10), without the echo, idle and
-baseline cases, so before/after pairs can run back to back. `--batch` offers the
+The same server and measure as bench/realtime.py's fan-out table (server CPU per delivery from
+/proc over the publish-to-last-receipt window, 500 subscribers x 40 messages and 2,000 x 10),
+without the echo, idle and baseline cases, so before/after pairs can run back to back; subscribes
+go 40 at a time and retry on `unavailable` (2,000 at once time out on Redis connects when loaded). `--batch` offers the
 `webconnect.json.batch.v1` subprotocol and counts the envelopes in each frame; `--profile`
-attaches py-spy to the server for the fan-out (.txt: collapsed stacks, else a flame graph SVG).
+attaches py-spy to the server for the publish-to-receipt window only, one file per case
+(out-500.svg, out-2000.svg; .txt: collapsed stacks).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,31 +25,41 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from handshakes import Profiler
-from realtime import Servers, close_all, cpu_seconds, fan_out
+from realtime import Servers, close_all, cpu_seconds
 from websockets.asyncio.client import ClientConnection, connect
 
 BATCH = "webconnect.json.batch.v1"
 
 
-async def fan_out_batched(
-    url: str, headers: dict[str, str], pid: int, subscribers: int, messages: int
+async def subscribe(ws: ClientConnection) -> None:
+    """Subscribe and wait for the ack; a loaded server may answer `unavailable`: try again."""
+    for _ in range(20):
+        await ws.send(json.dumps({"header": {"type": "subscribe", "channel": "bench.fan", "id": "s"}}))
+        while True:
+            header = json.loads(str(await ws.recv()).split("\n", 1)[0])["header"]
+            if header["type"] in ("ack", "error") and header.get("id") == "s":
+                break
+        if header["type"] == "ack":
+            return
+        await asyncio.sleep(0.5)
+    raise RuntimeError("could not subscribe")
+
+
+async def fan_out_case(
+    url: str, headers: dict[str, str], pid: int, subscribers: int, messages: int, *, batch: bool, profile: str | None
 ) -> dict[str, float]:
+    offer = [BATCH] if batch else None
     sockets: list[ClientConnection] = []
     for start in range(0, subscribers, 40):
-        sockets.extend(
-            await asyncio.gather(
-                *(
-                    connect(url, additional_headers=headers, subprotocols=[BATCH], ping_interval=None, max_size=None)  # type: ignore[list-item]
-                    for _ in range(min(40, subscribers - start))
-                )
+        opened = await asyncio.gather(
+            *(
+                connect(url, additional_headers=headers, subprotocols=offer, ping_interval=None, max_size=None)  # type: ignore[arg-type]
+                for _ in range(min(40, subscribers - start))
             )
         )
-    assert all(ws.subprotocol == BATCH for ws in sockets)
-    for ws in sockets:
-        await ws.send(json.dumps({"header": {"type": "subscribe", "channel": "bench.fan", "id": "s"}}))
-    for ws in sockets:
-        while '"type":"ack"' not in str(await ws.recv()):
-            pass
+        await asyncio.gather(*(subscribe(ws) for ws in opened))  # bounded: 40 subscribes in flight
+        sockets.extend(opened)
+    assert all(ws.subprotocol == (BATCH if batch else None) for ws in sockets)
     publisher = await connect(url, additional_headers=headers, ping_interval=None, max_size=None)
     received = [0] * subscribers
     frames = [0]
@@ -63,6 +76,8 @@ async def fan_out_batched(
             done.set()
 
     readers = [asyncio.ensure_future(read(i, ws)) for i, ws in enumerate(sockets)]
+    out = Path(profile) if profile else None
+    profiler = Profiler(pid, str(out.with_name(f"{out.stem}-{subscribers}{out.suffix}")) if out else None)
     await asyncio.sleep(0.5)
     cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
     for n in range(messages):
@@ -74,6 +89,7 @@ async def fan_out_batched(
     finally:
         wall = time.perf_counter() - wall0
         cpu = cpu_seconds(pid) - cpu0
+        profiler.stop()
         for reader in readers:
             reader.cancel()
     deliveries = subscribers * messages
@@ -97,19 +113,16 @@ async def main_async(args: argparse.Namespace) -> None:
         url = f"ws://127.0.0.1:{port}/ws/"
         print(f"load {os.getloadavg()[0]:.1f}, batch={args.batch}")
         cases = ((200, 20),) if args.quick else ((500, 40), (2000, 10))
-        profiler = Profiler(ours.pid, args.profile)
         for subscribers, messages in cases:
-            if args.batch:
-                result = await fan_out_batched(url, headers, ours.pid, subscribers, messages)
-            else:
-                result = await fan_out(url, headers, ours.pid, subscribers, messages, baseline=False)
-            extra = f", {result['envelopes_per_frame']:.1f} envelopes/frame" if args.batch else ""
+            result = await fan_out_case(
+                url, headers, ours.pid, subscribers, messages, batch=args.batch, profile=args.profile
+            )
             print(
                 f"{subscribers} subscribers x {messages}: {result['per_second']:,.0f} deliveries/s, "
-                f"{result['cpu_us_per_delivery']:.1f} µs server CPU per delivery{extra}",
+                f"{result['cpu_us_per_delivery']:.1f} µs server CPU per delivery, "
+                f"{result['envelopes_per_frame']:.1f} envelopes/frame",
                 flush=True,
             )
-        profiler.stop()
         print(f"load after {os.getloadavg()[0]:.1f}")
     finally:
         servers.stop()
@@ -120,6 +133,8 @@ def main() -> None:
     parser.add_argument("--batch", action="store_true")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", metavar="OUT")
+    # `timeout` (SIGTERM) still stops the servers this started (the finally blocks run).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     asyncio.run(main_async(parser.parse_args()))
 
 
