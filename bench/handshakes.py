@@ -212,6 +212,8 @@ class Client:
             first = await asyncio.wait_for(self.reader.read(1), 0.005)
         except TimeoutError:
             return True
+        except OSError:  # reset by the server
+            return False
         return bool(first) and first[0] & 0x0F != 0x8
 
     def abort(self) -> None:
