@@ -61,6 +61,7 @@ class PolicyConnectionLimiter(ConnectionLimiter):
         self._redis: Any = None
         self._redis_loop: asyncio.AbstractEventLoop | None = None
         self._script: Any = None
+        self._loading: asyncio.Future[None] | None = None
 
     def reset(self) -> None:
         """Forget cached rules and in-process places (tests)."""
@@ -79,9 +80,19 @@ class PolicyConnectionLimiter(ConnectionLimiter):
 
     async def _current_rules(self) -> tuple[Rule, ...]:
         if time.monotonic() - self._rules_at >= settings.POLICY_VERSION_CHECK_INTERVAL:
+            # One reload at a time: in a reconnect storm every handshake found the rules stale at once.
+            loading = self._loading
+            if loading is None or loading.get_loop() is not asyncio.get_running_loop():
+                loading = self._loading = asyncio.ensure_future(self._reload())
+            await asyncio.shield(loading)
+        return self._rules
+
+    async def _reload(self) -> None:
+        try:
             self._rules = await sync_to_async(self._load_rules)()
             self._rules_at = time.monotonic()
-        return self._rules
+        finally:
+            self._loading = None
 
     async def _keys(self, principal: Principal) -> list[tuple[str, Rule]]:
         rules = await self._current_rules()

@@ -15,16 +15,18 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.http.cookie import parse_cookie
 
 from webconnect.identity import (
     ANONYMOUS_SCOPES,
     ConnectionAuth,
-    access_token_lookup,
+    aaccess_token_lookup,
+    asession_user,
     client_ip_from_scope,
     scope_header,
+    session_batching_supported,
     token_auth,
 )
 from webconnect.kernel import codes
@@ -84,9 +86,6 @@ def query_ticket(scope: dict[str, Any]) -> str | None:
     return values[0] if values else None
 
 
-_load_access_token = database_sync_to_async(access_token_lookup)
-
-
 async def _reject(send: Any) -> None:
     # Closing before accept makes the server answer the upgrade with HTTP 403.
     await send({"type": "websocket.close", "code": 4403})
@@ -113,7 +112,7 @@ class HandshakeAuthMiddleware:
         raw_token = bearer_token(scope)
         if raw_token is not None:
             try:
-                token = await _load_access_token(raw_token)
+                token = await aaccess_token_lookup(raw_token)
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
@@ -140,11 +139,20 @@ class HandshakeAuthMiddleware:
             scope = dict(scope, user=user, auth=auth)
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
             return await self.inner(scope, receive, send)
-        if scope_header(scope, b"cookie") is not None:
+        cookies = scope_header(scope, b"cookie")
+        if cookies is not None:
             if not origin_allowed(scope):
                 return await _reject(send)
             scope = dict(scope, auth=ConnectionAuth(method="session", client_ip=client_ip))
-            return await self.session_stack(scope, receive, send)
+            if not session_batching_supported():
+                return await self.session_stack(scope, receive, send)
+            try:
+                user = await asession_user(parse_cookie(cookies).get(settings.SESSION_COOKIE_NAME))
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                return await _unavailable(receive, send, exc)
+            return await self.inner(dict(scope, user=user), receive, send)
         scope = dict(
             scope,
             user=AnonymousUser(),

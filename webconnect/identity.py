@@ -12,8 +12,12 @@ This module imports nothing of the project: everything else may import it.
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import hashlib
 import ipaddress
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -157,6 +161,203 @@ def access_token_lookup(raw: str, *, include_expired: bool = False) -> Any:
     if not include_expired and token.expires <= timezone.now():
         return None
     return token
+
+
+# --- Credentials at the WebSocket handshake ------------------------------------------------
+#
+# A reconnect storm checks thousands of credentials a second. Lookups that arrive
+# on the event loop together share one query in one worker thread (not a thread
+# hop and a query per socket; Channels' session middleware even queues them all
+# on one shared thread). A token found is also remembered for
+# AUTH_TOKEN_CACHE_SECONDS, so a client that reconnects is not looked up again.
+# Revocation and sign-out reach every process as a control message that forgets
+# the token (or the user's tokens) here before it closes their sockets; the short
+# lifetime bounds what that message cannot cover (a user deactivated, a lost
+# control message). A result read while a revocation was handled is used once but
+# never remembered. Expiry is checked on every use; unknown tokens are never
+# remembered. Sessions are not cached (signing out deletes the row: the next
+# handshake must see that).
+
+_BATCH_MAX = 200  # credentials per query
+
+
+class _Coalescer:
+    """Concurrent lookups of `load(keys) -> {key: value}` on one loop, batched into as few calls as the load allows."""
+
+    def __init__(self, load: Callable[[list[str]], dict[str, Any]]) -> None:
+        self.load = load
+        self.waiting: dict[str, list[asyncio.Future[Any]]] = {}
+        self.flushing = False
+        self.on_loaded: Callable[[dict[str, Any], int], None] | None = None
+        self.generation = 0  # bumped by every forget: results read across one are not cached
+
+    async def get(self, key: str) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.waiting.setdefault(key, []).append(future)
+        if not self.flushing:
+            self.flushing = True
+            # call_soon: handshakes already runnable in this loop iteration join the first batch.
+            loop.call_soon(lambda: startup_task(self._flush()))
+        return await future
+
+    async def _flush(self) -> None:
+        from channels.db import database_sync_to_async
+
+        try:
+            # Lookups that arrive while a query runs wait for the next one: batches grow with the load.
+            while self.waiting:
+                keys = list(self.waiting)[:_BATCH_MAX]
+                waiters = {key: self.waiting.pop(key) for key in keys}
+                generation = self.generation
+                try:
+                    found = await database_sync_to_async(self.load, thread_sensitive=False)(keys)
+                except Exception as exc:
+                    for futures in waiters.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(exc)
+                    continue
+                if self.on_loaded is not None:
+                    self.on_loaded(found, generation)
+                for key, futures in waiters.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(found.get(key))
+        finally:
+            self.flushing = False
+
+
+_pending_flushes: set[asyncio.Task[None]] = set()
+
+
+def startup_task(coro: Any) -> None:
+    task = asyncio.ensure_future(coro)
+    _pending_flushes.add(task)  # keep a reference until it is done
+    task.add_done_callback(_pending_flushes.discard)
+
+
+@dataclass
+class _HandshakeLookups:
+    tokens: _Coalescer
+    sessions: _Coalescer
+    token_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
+
+    def remember(self, found: dict[str, Any], generation: int) -> None:
+        if generation != self.tokens.generation or not settings.AUTH_TOKEN_CACHE_SECONDS:
+            return
+        now = time.monotonic()
+        for checksum, token in found.items():
+            if len(self.token_cache) >= 10_000:
+                self.token_cache.pop(next(iter(self.token_cache)))
+            self.token_cache[checksum] = (now, token)
+
+    def forget(self, *, token_id: int | None, user_id: int | None) -> None:
+        self.tokens.generation += 1
+        for key, (_at, token) in list(self.token_cache.items()):
+            if token.pk == token_id or (user_id is not None and token.user_id == user_id):
+                del self.token_cache[key]
+
+
+_lookups: dict[asyncio.AbstractEventLoop, _HandshakeLookups] = {}
+
+
+def _handshake_lookups() -> _HandshakeLookups:
+    loop = asyncio.get_running_loop()
+    found = _lookups.get(loop)
+    if found is None:
+        for closed in [other for other in _lookups if other.is_closed()]:
+            del _lookups[closed]
+        # Looked up at call time, so a test can replace them.
+        found = _lookups[loop] = _HandshakeLookups(
+            _Coalescer(lambda keys: _stored_access_tokens(keys)), _Coalescer(lambda keys: _session_users(keys))
+        )
+        found.tokens.on_loaded = found.remember
+    return found
+
+
+def forget_access_tokens(*, token_id: int | None = None, user_id: int | None = None) -> None:
+    """A token was revoked (or a user signed out): no handshake may be admitted with it from now on."""
+    for lookups in list(_lookups.values()):
+        lookups.forget(token_id=token_id, user_id=user_id)
+
+
+def _stored_access_tokens(checksums: list[str]) -> dict[str, Any]:
+    from oauth2_provider.models import get_access_token_model
+
+    rows = get_access_token_model().objects.select_related("user").filter(token_checksum__in=checksums)
+    return {row.token_checksum: row for row in rows}
+
+
+def _usable(token: Any) -> Any:
+    if token is None or token.user is None or not token.user.is_active or token.expires <= timezone.now():
+        return None
+    # Each socket gets its own copy: nothing set on one principal's user leaks into another's.
+    token = copy.copy(token)
+    token.user = copy.copy(token.user)
+    return token
+
+
+async def aaccess_token_lookup(raw: str) -> Any:
+    """`access_token_lookup` for the event loop: remembered briefly, batched with concurrent lookups."""
+    checksum = token_checksum(raw)
+    lookups = _handshake_lookups()
+    hit = lookups.token_cache.get(checksum)
+    if hit is not None and time.monotonic() - hit[0] < settings.AUTH_TOKEN_CACHE_SECONDS:
+        return _usable(hit[1])
+    return _usable(await lookups.tokens.get(checksum))
+
+
+_MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+def session_batching_supported() -> bool:
+    """Batched session loading reads django.contrib.sessions' table; other engines take Channels' path."""
+    return settings.SESSION_ENGINE == "django.contrib.sessions.backends.db"
+
+
+def _session_users(keys: list[str]) -> dict[str, Any]:
+    """The signed-in user of each session key, as django.contrib.auth.get_user() would find it."""
+    from importlib import import_module
+
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model, load_backend
+    from django.contrib.sessions.models import Session
+    from django.utils.crypto import constant_time_compare
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    model = get_user_model()
+    claims: dict[str, tuple[Any, str, str]] = {}
+    for row in Session.objects.filter(session_key__in=keys, expire_date__gt=timezone.now()):
+        data = store.decode(row.session_data)  # tampered or undecodable data decodes to {}
+        backend = data.get(BACKEND_SESSION_KEY)
+        if backend not in settings.AUTHENTICATION_BACKENDS:
+            continue
+        try:
+            user_id = model._meta.pk.to_python(data[SESSION_KEY])
+        except Exception:  # noqa: S112 - what get_user() does too: no user
+            continue
+        claims[row.session_key] = (user_id, backend, str(data.get(HASH_SESSION_KEY) or ""))
+    ids = {user_id for user_id, backend, _ in claims.values() if backend == _MODEL_BACKEND}
+    users = {user.pk: user for user in model._default_manager.filter(pk__in=ids, is_active=True)}
+    found: dict[str, Any] = {}
+    for key, (user_id, backend, claimed_hash) in claims.items():
+        user = users.get(user_id) if backend == _MODEL_BACKEND else load_backend(backend).get_user(user_id)
+        if user is None:
+            continue
+        if hasattr(user, "get_session_auth_hash"):
+            hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+            if not claimed_hash or not any(constant_time_compare(claimed_hash, known) for known in hashes):
+                continue  # the password changed since: signed out
+        found[key] = copy.copy(user) if backend == _MODEL_BACKEND else user
+    return found
+
+
+async def asession_user(session_key: str | None) -> Any:
+    """The user signed in with this session key (AnonymousUser if none), batched with concurrent lookups."""
+    if not session_key:
+        return AnonymousUser()
+    user = await _handshake_lookups().sessions.get(session_key)
+    return user if user is not None else AnonymousUser()
 
 
 def token_auth(token: Any, client_ip: str | None) -> ConnectionAuth:

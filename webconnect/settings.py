@@ -398,6 +398,8 @@ REALTIME_MAX_FRAME_BYTES = envint("REALTIME_MAX_FRAME_BYTES", 64 * 1024, minimum
 REALTIME_ANONYMOUS_MAX_FRAME_BYTES = envint("REALTIME_ANONYMOUS_MAX_FRAME_BYTES", 4 * 1024, minimum=256)
 # Namespace settings are cached per process this long (seconds); a name missing
 # from the cache is looked up again after a second.
+# How long a WebSocket handshake may reuse an access token it looked up (revocation forgets it at once).
+AUTH_TOKEN_CACHE_SECONDS = envint("AUTH_TOKEN_CACHE_SECONDS", 5, minimum=0)
 REALTIME_NAMESPACE_CACHE_SECONDS = envint("REALTIME_NAMESPACE_CACHE_SECONDS", 5, minimum=0)
 REALTIME_MAX_SUBSCRIPTIONS = envint("REALTIME_MAX_SUBSCRIPTIONS", 100, minimum=1)
 # Frames waiting to be written to one socket; a consumer that falls this far behind is disconnected.

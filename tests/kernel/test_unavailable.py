@@ -17,7 +17,7 @@ from django.db import OperationalError
 
 from collab import services
 from tests.collab.yclient import connect
-from webconnect import authorization, handshake
+from webconnect import authorization, identity
 from webconnect.asgi import application
 from webconnect.identity import Decision, Principal, Resource, principal_for_user
 from webconnect.kernel import codes
@@ -91,7 +91,8 @@ async def test_a_handshake_that_cannot_check_the_token_closes_with_4503_not_http
     document: tuple[int, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     document_id, token = document
-    monkeypatch.setattr(handshake, "_load_access_token", _database_down_async)
+    # The handshake's batched token query (webconnect.identity) meets the outage.
+    monkeypatch.setattr(identity, "_stored_access_tokens", _database_down)
     for path in (f"/ws/docs/{document_id}", "/ws/"):
         assert await _close_code(WebsocketCommunicator(application, path, headers=_headers(token))) == (
             codes.UNAVAILABLE

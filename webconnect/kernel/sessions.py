@@ -31,7 +31,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from webconnect.authorization import connection_limiter
-from webconnect.identity import Principal, RateDecision, principal_from_scope
+from webconnect.identity import Principal, RateDecision, forget_access_tokens, principal_from_scope
 from webconnect.kernel import codes, startup
 from webconnect.kernel.bus import BusUnavailable, get_bus
 from webconnect.kernel.outages import is_unavailable
@@ -147,14 +147,24 @@ class SessionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     def _subprotocol(self) -> str | None:
         return None
 
+    async def send_text_frame(self, text: str) -> None:
+        """One text frame, straight to the server (Channels' `send` builds the same message in two more calls)."""
+        await self.base_send({"type": "websocket.send", "text": text})
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs close_old_connections() in its one shared thread before every
-        # handler; per frame that hop cost more than handling the frame. Frame
-        # handling reaches the database only through threads that do that clean-up.
-        if message["type"] == "websocket.receive":
+        # handler; per frame (and per handshake, in a reconnect storm) that hop cost
+        # more than the handler. Sessions reach the database only through threads
+        # that do that clean-up themselves (database_sync_to_async).
+        kind = message["type"]
+        if kind == "websocket.receive":
             await self.websocket_receive(message)
-            return
-        await super().dispatch(message)
+        elif kind == "websocket.connect":
+            await self.websocket_connect(message)
+        elif kind == "websocket.disconnect":
+            await self.websocket_disconnect(message)
+        else:
+            await super().dispatch(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing or not self.opened:
@@ -344,9 +354,13 @@ async def _revoke(message: dict[str, Any]) -> None:
     """Sign-out or token revocation: close the sockets opened with that credential."""
     reg = registry()
     methods = message.get("methods")
+    # First, so no handshake from here on opens a socket with a remembered token.
     if message.get("token_id") is not None:
+        forget_access_tokens(token_id=int(message["token_id"]))
         targets = list(reg.by_token.get(int(message["token_id"]), ()))
     elif message.get("user_id") is not None:
+        if not methods or "bearer" in methods:
+            forget_access_tokens(user_id=int(message["user_id"]))
         targets = list(reg.by_user.get(int(message["user_id"]), ()))
     else:
         return

@@ -59,8 +59,11 @@ class _Subscription:
 class Connection:
     """The /ws/ protocol of one socket; its lifecycle is the kernel's (RealtimeConsumer)."""
 
-    def __init__(self, principal: Principal, send_text: SendText, close: Close, id: str) -> None:
+    def __init__(
+        self, principal: Principal, send_text: SendText, close: Close, id: str, *, batching: bool = False
+    ) -> None:
         self.id = id
+        self.batching = batching  # the client negotiated protocol.BATCH_SUBPROTOCOL
         self.principal = principal
         self._send_text = send_text
         self._close = close
@@ -94,13 +97,25 @@ class Connection:
         await self._close(code, reason)
 
     async def _writer(self) -> None:
-        while True:
-            text = await self.queue.get()
-            try:
-                await self._send_text(text)
-            except Exception:
-                logger.debug("write to connection %s failed", self.id, exc_info=True)
-                return
+        # Encoded once by the hub, written once here: a batching client gets whatever queued
+        # up meanwhile in one frame, any other client one frame per envelope.
+        queue, send = self.queue, self._send_text
+        try:
+            if not self.batching:
+                while True:
+                    await send(await queue.get())
+            while True:
+                text = await queue.get()
+                if not queue.empty():
+                    batch, size = [text], len(text)
+                    while size < protocol.BATCH_MAX_CHARS and not queue.empty():
+                        text = queue.get_nowait()
+                        batch.append(text)
+                        size += len(text)
+                    text = protocol.join_batch(batch)
+                await send(text)
+        except Exception:
+            logger.debug("write to connection %s failed", self.id, exc_info=True)
 
     # --- Output ---------------------------------------------------------------------------
 
@@ -127,24 +142,27 @@ class Connection:
     def ack(self, frame: protocol.Frame, payload: Any = None) -> None:
         self.send(protocol.encode("ack", payload, id=frame.id, channel=frame.channel), "ack")
 
-    def deliver(self, channel: str, offset: int, text: str) -> None:
-        """Called by the hub for every frame on a channel this connection subscribes to."""
+    def deliver(self, channel: str, offset: int, text: str) -> bool:
+        """Called by the hub for every frame on a channel this connection subscribes to.
+
+        True if the frame was queued; the hub counts them (one metrics update per fan-out, not per socket).
+        """
         sub = self.subscriptions.get(channel)
         if sub is None or self.closing:
-            return
+            return False
         if sub.pending is not None:
             sub.pending.append((offset, text))
-            return
+            return False
         if offset:
             if offset <= sub.last_offset:
-                return  # already sent (recovered from history)
+                return False  # already sent (recovered from history)
             sub.last_offset = offset
         try:
             self.queue.put_nowait(text)
         except asyncio.QueueFull:
             self._slow_consumer()
-            return
-        _OUT_MESSAGE.inc()
+            return False
+        return True
 
     # --- Input ----------------------------------------------------------------------------
 
@@ -372,8 +390,7 @@ class Connection:
             }
             self.send(protocol.encode("subscribed", payload, channel=channel), "subscribed")
         pending, sub.pending = sub.pending or [], None
-        for offset, text in pending:
-            self.deliver(channel, offset, text)
+        _OUT_MESSAGE.inc(sum(self.deliver(channel, offset, text) for offset, text in pending))
 
     # --- Policy changes ---------------------------------------------------------------------
 

@@ -26,13 +26,22 @@ class RealtimeConsumer(SessionConsumer):
             raise Refusal(codes.UNAUTHORIZED, decision.reason or "not allowed", before_accept=True)
 
     async def session_opened(self) -> None:
-        self.connection = Connection(self.principal, self._send_text, self.end_session, self.session_id)
+        self.connection = Connection(
+            self.principal,
+            self.send_text_frame,
+            self.end_session,
+            self.session_id,
+            batching=self._subprotocol() == protocol.BATCH_SUBPROTOCOL,
+        )
+
+    def _subprotocol(self) -> str | None:
+        # Batching only when the client asked for it; anyone else gets one envelope per frame.
+        if protocol.BATCH_SUBPROTOCOL in self.scope.get("subprotocols", ()):
+            return protocol.BATCH_SUBPROTOCOL
+        return None
 
     def idle_timeout(self) -> float | None:
         return float(settings.REALTIME_IDLE_TIMEOUT)
-
-    async def _send_text(self, text: str) -> None:
-        await self.send(text_data=text)
 
     async def session_receive(self, text: str | None, data: bytes | None) -> None:
         if self.connection is not None:

@@ -27,10 +27,12 @@ from webconnect.realtime.selectors import NamespaceConfig
 
 logger = logging.getLogger(__name__)
 
+_FRAMES_OUT_MESSAGE = metrics.FRAMES_OUT.labels("message")
+
 
 class Subscriber(Protocol):
-    def deliver(self, channel: str, offset: int, text: str) -> None:
-        """Queue one encoded frame; must not block (offset 0: not a history message)."""
+    def deliver(self, channel: str, offset: int, text: str) -> bool | None:
+        """Queue one encoded frame; must not block (offset 0: not a history message). True: a frame to a socket."""
 
     def hold(self, channel: str) -> None:
         """The bus lost its subscription: hold live frames until `resync` (must not block)."""
@@ -119,9 +121,14 @@ class Hub:
         subscribers = self.local.get(channel)
         if not subscribers:
             return
+        # The frame is encoded once (by the publisher or the history script); each socket only
+        # queues the same string. Metrics are counted once per fan-out, not per socket.
+        queued = 0
         for subscriber in tuple(subscribers):
-            subscriber.deliver(channel, offset, text)
+            if subscriber.deliver(channel, offset, text):
+                queued += 1
         metrics.DELIVERIES.inc(len(subscribers))
+        _FRAMES_OUT_MESSAGE.inc(queued)
 
     # --- Publishing ----------------------------------------------------------------------
 

@@ -37,6 +37,19 @@ ERROR_CODES = frozenset(
 
 # Close codes: webconnect.kernel.codes (the same on every endpoint).
 
+# Offered in Sec-WebSocket-Protocol, it lets the server put several envelopes in one text frame,
+# one per line (newline-delimited JSON, as Centrifugo does). A JSON envelope as encoded here never
+# holds a raw newline, so splitting a frame on "\n" is exact. Without it: one envelope per frame.
+BATCH_SUBPROTOCOL = "webconnect.json.batch.v1"
+# A batched frame stops growing at this many characters (one envelope alone may be larger).
+BATCH_MAX_CHARS = 64 * 1024
+
+
+def join_batch(envelopes: list[str]) -> str:
+    """One text frame holding several encoded envelopes (BATCH_SUBPROTOCOL)."""
+    return "\n".join(envelopes)
+
+
 CHANNEL_MAX_LENGTH = 128
 # namespace "." name; the name may itself contain dots, colons, dashes, underscores.
 CHANNEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9._:-]{1,95}$")

@@ -19,6 +19,8 @@ Trace = Callable[[str, str, float], None]  # direction ("<" in, ">" out), raw fr
 
 # Close codes after which reconnecting cannot help: the credential was revoked (4002),
 # or the server refuses this credential (4401 anonymous not allowed, 4403 refused).
+# docs/protocol.md "Batching": several envelopes per frame, one per line, when both sides agree.
+BATCH_SUBPROTOCOL = "webconnect.json.batch.v1"
 REFUSAL_CLOSE_CODES = frozenset({4002, 4401, 4403})
 CLOSE_TOO_MANY_CONNECTIONS = 4429
 
@@ -148,8 +150,11 @@ class Client:
         request_timeout: float = 10.0,
         trace: Trace | None = None,
         max_attempts: int | None = None,
+        batch: bool = False,
     ) -> None:
         self.url = url
+        # Offer the batching subprotocol: the server may then send several envelopes per frame.
+        self.batch = batch
         self.token = token
         self.ticket = ticket
         self.reconnect = reconnect
@@ -197,7 +202,13 @@ class Client:
             ticket = self.ticket if isinstance(self.ticket, str) else await self.ticket()
             url += ("&" if "?" in url else "?") + f"ticket={ticket}"
         try:
-            self._ws = await connect(url, additional_headers=headers, max_size=None, ping_interval=20)
+            self._ws = await connect(
+                url,
+                additional_headers=headers,
+                max_size=None,
+                ping_interval=20,
+                subprotocols=[BATCH_SUBPROTOCOL] if self.batch else None,  # type: ignore[list-item]
+            )
         except InvalidStatus as exc:
             status = exc.response.status_code
             raise HandshakeRefused(status, self._refusal_reason(status)) from None
@@ -245,7 +256,7 @@ class Client:
             assert self._ws is not None
             try:
                 async for raw in self._ws:
-                    self._handle(raw if isinstance(raw, str) else raw.decode())
+                    self._handle_frame(raw if isinstance(raw, str) else raw.decode())
             except ConnectionClosed:
                 pass
             self._connected.clear()
@@ -297,6 +308,18 @@ class Client:
                 continue
 
     # --- Frames -----------------------------------------------------------------------------
+
+    @property
+    def batching(self) -> bool:
+        """The server agreed to batch (several newline-separated envelopes per frame)."""
+        return self._ws is not None and self._ws.subprotocol == BATCH_SUBPROTOCOL
+
+    def _handle_frame(self, raw: str) -> None:
+        if "\n" in raw and self.batching:
+            for line in raw.split("\n"):
+                self._handle(line)
+        else:
+            self._handle(raw)
 
     def _handle(self, raw: str) -> None:
         if self.trace is not None:
