@@ -245,6 +245,7 @@ async def test_a_master_fails_over_during_a_steady_publish(
 
             return [m.n for m in acked[channel] if (m.epoch, m.offset) not in got and not covered(m)]
 
+        assert any(refusals[c] for c in failed), "the failed master's channels were never answered `unavailable`"
         for channel in failed:
             await wait_for(lambda c=channel: not silent(c), 15, lambda c=channel: f"{c}: silently lost {silent(c)}")
         print(

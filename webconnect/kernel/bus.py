@@ -108,6 +108,7 @@ class _Link:
         self._lock = asyncio.Lock()
         self._flush_scheduled = False
         self._regained: list[_Topic] = []
+        self._awaiting: set[_Topic] = set()  # subscribed at (re)connect, not confirmed yet
         self.task = asyncio.get_running_loop().create_task(self._run(), context=contextvars.Context())
 
     @property
@@ -200,6 +201,7 @@ class _Link:
                             wanted.append(topic.name)
                         else:
                             self._forget(topic)
+                    self._awaiting = {self.topics[name] for name in wanted}
                     await self._send(conn, wanted, [])
                 pinger = asyncio.get_running_loop().create_task(self._ping(conn))
                 if not wanted:
@@ -257,14 +259,16 @@ class _Link:
             topic.inflight -= 1
             if topic.inflight:
                 return  # a later command for it is on its way: its answer decides
+            if not self.ready and topic in self._awaiting:
+                self._awaiting.discard(topic)
+                if not self._awaiting:
+                    self._all_confirmed()  # (the caller's _back runs after: readiness first)
             if topic.sent:
                 if not topic.confirmed:
                     topic.confirm()
                     if topic.gap:
                         topic.gap = False
                         self._regained.append(topic)
-                    if not self.ready and all(t.confirmed for t in self.topics.values() if t.sent):
-                        self._all_confirmed()
             else:
                 topic.confirmed = False
                 if topic.count == 0:
@@ -282,6 +286,7 @@ class _Link:
         self.bus._keys_back(regained)
 
     def _lost(self, exc: Exception) -> None:
+        self._awaiting = set()
         lost = []
         for topic in self.topics.values():
             topic.inflight = 0
