@@ -11,6 +11,7 @@ a `recovered: false` covering what it may have missed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -263,3 +264,56 @@ async def test_a_master_fails_over_during_a_steady_publish(
             await socket.close()
         for server in servers:
             server.stop()
+
+
+async def test_the_bus_relays_keyed_and_process_wide_kinds_over_the_cluster(
+    cluster: PrivateRedisCluster, settings: Any
+) -> None:
+    """Two buses (as two processes would): a keyed kind reaches only the bus subscribed to that key
+    (sharded pub/sub), a process-wide kind reaches both (cluster-wide PUBLISH), from async and sync code."""
+    from webconnect.kernel.bus import Bus, keyed
+
+    settings.REALTIME_REDIS_CLUSTER_URL = cluster.url
+    settings.REALTIME_REDIS_PREFIX = f"t{uuid.uuid4().hex[:8]}:rt"
+    keyed("test-doc")
+    one, two = Bus(), Bus()
+    got: dict[str, list[tuple[str, str, bytes]]] = {"one": [], "two": []}
+    for name, bus in (("one", one), ("two", two)):
+        bus.on("test-doc", lambda key, data, name=name: got[name].append(("doc", key, data)))
+        bus.on("test-ctl", lambda key, data, name=name: got[name].append(("ctl", key, data)))
+        await bus.start()
+    try:
+        keys = [f"d{n}" for n in range(12)]  # spread over the masters
+        for key in keys:
+            await one.subscribe("test-doc", key)
+        await two.subscribe("test-doc", keys[0])
+        for key in keys:
+            await two.publish("test-doc", key, b"update " + key.encode())
+        await asyncio.to_thread(two.publish_threadsafe, "test-ctl", "policy", b"v2")
+        await wait_for(
+            lambda: len(got["one"]) == len(keys) + 1 and len(got["two"]) == 2,
+            10,
+            lambda: f"got {got}",
+        )
+        assert sorted(k for kind, k, _ in got["one"] if kind == "doc") == sorted(keys)
+        assert ("doc", keys[0], b"update d0") in got["two"] and ("ctl", "policy", b"v2") in got["two"]
+        # The last user leaves: the bus unsubscribes, and hears that key no more.
+        for key in keys:
+            one.unsubscribe("test-doc", key)
+        await wait_for(
+            lambda: not one.subscribed_topics() or all("test-doc" not in t for t in one.subscribed_topics()),
+            5,
+            "still wanted",
+        )
+        await asyncio.sleep(0.3)
+        before = len(got["one"])
+        await two.publish("test-doc", keys[1], b"late")
+        await asyncio.sleep(0.5)
+        assert len(got["one"]) == before
+    finally:
+        for bus in (one, two):
+            for link in [*bus._links.values(), *([bus._control] if bus._control else [])]:
+                link.retired = True
+                link.task.cancel()
+            with contextlib.suppress(Exception):
+                await bus.redis.aclose()

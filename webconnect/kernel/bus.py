@@ -667,11 +667,8 @@ class Bus:
             return
         await self.start(wait=False)
         command, topic, payload = self._wire(kind, key, data)
-        try:
-            if command == "SPUBLISH":
-                await self.redis.spublish(topic, payload)
-            else:
-                await self.redis.publish(topic, payload)
+        try:  # (redis-py's asyncio RedisCluster has no publish/spublish methods; it routes the command)
+            await self.redis.execute_command(command, topic, payload)
         except Exception as exc:
             raise BusUnavailable(str(exc)) from exc
 
@@ -680,11 +677,7 @@ class Bus:
         if self.distributed:
             command, topic, payload = self._wire(kind, key, data)
             try:
-                client = self._sync_client()
-                if command == "SPUBLISH":
-                    client.spublish(topic, payload)
-                else:
-                    client.publish(topic, payload)
+                self._sync_client().execute_command(command, topic, payload)
             except Exception as exc:
                 raise BusUnavailable(str(exc)) from exc
             return
