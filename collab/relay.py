@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from webconnect.kernel.bus import BusUnavailable, get_bus
+from webconnect.kernel.bus import BusUnavailable, get_bus, keyed
 
 logger = logging.getLogger(__name__)
 
 KIND = "doc"
+keyed(KIND)  # one bus topic per document: a process hears only the documents it has open
 UPDATE = 0
 AWARENESS = 1
 RECHECK = 2

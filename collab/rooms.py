@@ -139,9 +139,16 @@ class Room:
         await bus.start()
         self.multi_process = bus.distributed
         if self.multi_process:
+            try:  # this process hears the document's relay topic while the room is open
+                await bus.subscribe(relay.KIND, str(self.document_id))
+            except BaseException:
+                bus.unsubscribe(relay.KIND, str(self.document_id))
+                raise
             self._resync = asyncio.create_task(self._resync_loop())
 
     async def close(self) -> None:
+        if self.multi_process and not self.closed:
+            get_bus().unsubscribe(relay.KIND, str(self.document_id))
         self.closed = True
         if self._writer is not None:
             with contextlib.suppress(Exception):

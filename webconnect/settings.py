@@ -411,6 +411,10 @@ REALTIME_PIPELINE = envlist(
 REALTIME_REQUEST_METHODS = envlist("REALTIME_REQUEST_METHODS")
 # Keys and pub/sub channels of the real-time hub in Redis (services mode) start with this.
 REALTIME_REDIS_PREFIX = envstr("REALTIME_REDIS_PREFIX", "webconnect:rt")
+# A Redis Cluster (redis://host:port of any node) for channel traffic, history, presence and the
+# kernel's bus (sharded pub/sub); empty: all of it on REDIS_URL. Cache, Celery broker and rate
+# limits stay on REDIS_URL either way.
+REALTIME_REDIS_CLUSTER_URL = envstr("REALTIME_REDIS_CLUSTER_URL")
 # How long a subscribe waits for this process's Redis subscription to be live
 # (after a Redis restart) before it answers `unavailable`.
 REALTIME_BUS_READY_TIMEOUT = envint("REALTIME_BUS_READY_TIMEOUT", 5, minimum=1)

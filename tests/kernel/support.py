@@ -211,6 +211,7 @@ class PrivateRedis:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wc-faults-redis-")))
+    extra: list[str] = field(default_factory=list)  # more redis-server options (a cluster node's)
 
     @property
     def url(self) -> str:
@@ -236,6 +237,7 @@ class PrivateRedis:
                     str(self.root),
                     "--daemonize",
                     "no",
+                    *self.extra,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -271,6 +273,113 @@ class PrivateRedis:
                 self.process.kill()
                 self.process.wait(timeout=5)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too (so it is at most 55535)."""
+    import socket
+
+    for _ in range(200):
+        port = free_port()
+        if port > 55535:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = 20000 + probe.getsockname()[1] % 30000
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+@dataclass
+class PrivateRedisCluster:
+    """A Redis Cluster of the test's own: `masters` masters, one replica each, on free ports.
+
+    Each node runs from its own temp dir (its nodes.conf), started and stopped by pid.
+    """
+
+    masters: int = 3
+    node_timeout_ms: int = 1500
+    nodes: list[PrivateRedis] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self, timeout: float = 30) -> None:
+        import redis
+
+        for _ in range(self.masters * 2):
+            node = PrivateRedis(port=_cluster_port())
+            self.nodes.append(node)
+            node.extra = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(node.root / "nodes.conf"),
+                "--cluster-node-timeout",
+                str(self.node_timeout_ms),
+            ]
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            ok = 0
+            for node in self.nodes:
+                client = redis.Redis(port=node.port, socket_timeout=1)
+                try:
+                    info = client.execute_command("CLUSTER", "INFO")
+                    if b"cluster_state:ok" in (info if isinstance(info, bytes) else str(info).encode()):
+                        ok += 1
+                except redis.RedisError:
+                    pass
+                finally:
+                    client.close()
+            if ok == len(self.nodes):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test's Redis Cluster did not form")
+            time.sleep(0.2)
+
+    def client(self) -> Any:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster(host="127.0.0.1", port=self.nodes[0].port, socket_timeout=2)
+
+    def master_of(self, key: str) -> PrivateRedis:
+        """The node serving `key`'s slot now."""
+        import redis
+        from redis.crc import key_slot
+
+        slot = key_slot(key.encode())
+        for node in self.nodes:
+            if node.process is None or node.process.poll() is not None:
+                continue
+            client = redis.Redis(port=node.port, socket_timeout=1)
+            try:
+                for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                    if start <= slot <= end:
+                        port = int(master[1])
+                        return next(n for n in self.nodes if n.port == port)
+            except redis.RedisError:
+                continue
+            finally:
+                client.close()
+        raise RuntimeError(f"no live node knows slot {slot}")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 # --- A y-websocket client that reconnects, like the browser's provider -----------------------------

@@ -264,13 +264,14 @@ class Connection:
             )
         namespace = await services.check_channel_action(self.principal, "subscribe", channel, id=frame.id)
         hub = get_hub()
-        await hub.start(wait=True)  # acknowledged only once this process receives the channel
+        await hub.start()
         sub = self.subscriptions[channel] = _Subscription(namespace)
         # Register first, then read history: whatever is published in between is
         # held in `pending` and de-duplicated by offset, so the seam has no gap.
         hub.add(channel, self)
         metrics.SUBSCRIPTIONS.inc()
         try:
+            await hub.subscribed(channel)  # acknowledged only once this process receives the channel
             result: dict[str, Any]
             recovered: list[tuple[int, str]] = []
             if frame.since is not None:

@@ -10,12 +10,15 @@ satisfied, which is reported as `recovered: false`, never hidden.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from webconnect.realtime import protocol
 
@@ -141,7 +144,8 @@ def _older(text: str, before_ms: int) -> bool:
     return sent is not None and sent < before_ms
 
 
-# One round trip per publish: assign the offset, store, and fan out to every process.
+# One round trip per publish: assign the offset, store, and fan out to the processes subscribed
+# to the channel (ARGV[7]: PUBLISH, or SPUBLISH on a cluster, where the topic shares the keys' slot).
 _PUBLISH_LUA = """
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
@@ -159,18 +163,21 @@ if size > 0 then
 end
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
-redis.call('PUBLISH', ARGV[4], offset .. ' ' .. text)
+redis.call(ARGV[7] or 'PUBLISH', ARGV[4], offset .. ' ' .. text)
 return {offset, epoch}
 """
 
 
 class RedisHistory:
-    """History in Redis Streams, shared by every server process."""
+    """History in Redis Streams, shared by every server process (`sharded`: on a Redis Cluster)."""
 
-    def __init__(self, redis: Any, prefix: str) -> None:
+    def __init__(self, redis: Any, prefix: str, *, sharded: bool = False) -> None:
         self.redis = redis
         self.prefix = prefix
-        self._publish = redis.register_script(_PUBLISH_LUA)
+        self.sharded = sharded
+        self._publish_command = "SPUBLISH" if sharded else "PUBLISH"
+        self._sha = hashlib.sha1(_PUBLISH_LUA.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA1)
+        self._publish = redis.register_script(_PUBLISH_LUA)  # (sync callers: the retention jobs' tests)
 
     def keys(self, channel: str) -> tuple[str, str, str]:
         # One hash tag per channel keeps a channel's keys in one Redis Cluster slot.
@@ -178,13 +185,22 @@ class RedisHistory:
         return f"{base}:offset", f"{base}:epoch", f"{base}:stream"
 
     def pubsub_channel(self, channel: str) -> str:
-        return f"{self.prefix}:pub:{channel}"
+        # The kernel bus's topic of the channel (Bus.topic): the same hash tag as its keys.
+        return f"{self.prefix}:{{{channel}}}:pub"
+
+    async def publish_event(self, channel: str, text: str) -> None:
+        """A frame outside history (offset 0) to the channel's subscribers in every process."""
+        await self.redis.execute_command(self._publish_command, self.pubsub_channel(channel), "0 " + text)
 
     async def append(self, channel: str, prefix: str, suffix: str, *, size: int, ttl: int) -> tuple[int, str, str]:
-        offset, epoch = await self._publish(
-            keys=list(self.keys(channel)),
-            args=[new_epoch(), size, ttl, self.pubsub_channel(channel), prefix, suffix],
-        )
+        keys = self.keys(channel)
+        args = [new_epoch(), size, ttl, self.pubsub_channel(channel), prefix, suffix, self._publish_command]
+        try:
+            offset, epoch = await self.redis.evalsha(self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # Not cached on this server yet (a restart, or a replica just promoted: scripts are not
+            # replicated); EVAL runs it on the node that owns the channel and caches it there.
+            offset, epoch = await self.redis.eval(_PUBLISH_LUA, len(keys), *keys, *args)
         epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
         return int(offset), epoch, protocol.complete_message(prefix, int(offset), epoch, suffix)
 

@@ -5,10 +5,13 @@ encoded once, is handed to every local subscriber's bounded queue; no channel
 layer hop per subscriber. Between processes (services mode) the history's Lua
 script PUBLISHes the frame on Redis and the kernel's bus
 (webconnect.kernel.bus) hands it to this hub in every process. Embedded mode
-has one process, so delivery is a direct call.
+has one process, so delivery is a direct call. The bus subscribes this process
+to a channel only while it has a local subscriber (`add`/`remove`), so it
+never receives what none of its sockets wants.
 
-After the bus reconnects (a Redis restart), every local subscription fills the
-gap from history, or is told `recovered: false` (Connection.resync).
+When the bus loses a channel's subscription (a Redis restart, a cluster
+master failing over), its local subscribers hold live frames; once it is back
+each fills the gap from history, or is told `recovered: false` (Connection.resync).
 """
 
 from __future__ import annotations
@@ -53,8 +56,8 @@ class Hub:
         self.history: MemoryHistory | RedisHistory = self._memory_history
         self.presence: MemoryPresence | RedisPresence = self._memory_presence
         self.bus.on(CHANNEL_MESSAGES, self._on_bus_message)
-        self.bus.on_reconnect(self._resync_all)
-        self.bus.on_lost(self._hold_all)
+        self.bus.on_topics_lost(CHANNEL_MESSAGES, self._hold)
+        self.bus.on_topics_back(CHANNEL_MESSAGES, self._resync)
 
     @property
     def distributed(self) -> bool:
@@ -74,7 +77,7 @@ class Hub:
         if self._redis is not self.bus.redis:
             prefix = settings.REALTIME_REDIS_PREFIX
             self._redis = self.bus.redis
-            self.history = RedisHistory(self._redis, prefix)
+            self.history = RedisHistory(self._redis, prefix, sharded=bool(self.bus.cluster_url))
             self.presence = RedisPresence(self._redis, prefix, self.process_id)
             self._keep_alive_task = asyncio.get_running_loop().create_task(self._keep_alive())
 
@@ -82,14 +85,14 @@ class Hub:
         offset_text, _, text = data.decode().partition(" ")
         self.deliver_local(channel, int(offset_text), text)
 
-    def _hold_all(self) -> None:
-        for channel, subscribers in list(self.local.items()):
-            for subscriber in tuple(subscribers):
+    def _hold(self, channels: list[str]) -> None:
+        for channel in channels:
+            for subscriber in tuple(self.local.get(channel, ())):
                 subscriber.hold(channel)
 
-    async def _resync_all(self) -> None:
-        for channel, subscribers in list(self.local.items()):
-            for subscriber in tuple(subscribers):
+    async def _resync(self, channels: list[str]) -> None:
+        for channel in channels:
+            for subscriber in tuple(self.local.get(channel, ())):
                 try:
                     await subscriber.resync(channel)
                 except Exception:
@@ -108,12 +111,21 @@ class Hub:
     # --- Local subscribers -------------------------------------------------------------
 
     def add(self, channel: str, subscriber: Subscriber) -> None:
-        self.local.setdefault(channel, set()).add(subscriber)
+        """Deliver `channel` to `subscriber`; this process subscribes on Redis from its first one (see `subscribed`)."""
+        subscribers = self.local.setdefault(channel, set())
+        if subscriber not in subscribers:
+            subscribers.add(subscriber)
+            self.bus.retain(CHANNEL_MESSAGES, channel)
+
+    async def subscribed(self, channel: str) -> None:
+        """Return once this process receives `channel` live (after `add`); BusUnavailable after a timeout."""
+        await self.bus.subscribed(CHANNEL_MESSAGES, channel)
 
     def remove(self, channel: str, subscriber: Subscriber) -> None:
         subscribers = self.local.get(channel)
-        if subscribers is not None:
+        if subscribers is not None and subscriber in subscribers:
             subscribers.discard(subscriber)
+            self.bus.unsubscribe(CHANNEL_MESSAGES, channel)
             if not subscribers:
                 del self.local[channel]
 
@@ -148,7 +160,7 @@ class Hub:
         """A frame outside history (join/leave) to every subscriber in every process."""
         await self.start()
         if isinstance(self.history, RedisHistory):
-            await self._redis.publish(self.history.pubsub_channel(channel), "0 " + text)
+            await self.history.publish_event(channel, text)
         else:
             self.deliver_local(channel, 0, text)
 

@@ -78,7 +78,10 @@ class RedisPresence:
         if not raw:
             return []
         processes = sorted({field.decode().split(":", 1)[0] for field in raw})
-        alive_flags = await self.redis.mget([self._alive_key(p) for p in processes])
+        alive_keys = [self._alive_key(p) for p in processes]
+        # On a cluster the alive keys are spread over slots: one read per slot.
+        mget = getattr(self.redis, "mget_nonatomic", self.redis.mget)
+        alive_flags = await mget(alive_keys)
         alive = {p for p, flag in zip(processes, alive_flags, strict=True) if flag is not None}
         stale = [field for field in raw if field.decode().split(":", 1)[0] not in alive]
         if stale:
