@@ -53,6 +53,21 @@ def shutdown_log_writers() -> None:
     global _log_writers
     old, _log_writers = _log_writers, ThreadPoolExecutor(max_workers=4, thread_name_prefix="collab-log")
     old.shutdown(wait=True)
+    for log in list(_loop_logs.values()):
+        if log is not None:
+            log.close()
+    _loop_logs.clear()
+
+
+# On SQLite each event loop commits batches itself (services.LoopLog); None: threads only.
+_loop_logs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, services.LoopLog | None] = weakref.WeakKeyDictionary()
+
+
+def _loop_log() -> services.LoopLog | None:
+    loop = asyncio.get_running_loop()
+    if loop not in _loop_logs:
+        _loop_logs[loop] = services.loop_log()
+    return _loop_logs[loop]
 
 
 # A writer thread keeps its database connection between batches. Django's
@@ -278,9 +293,10 @@ class Room:
             try:
                 loop = asyncio.get_running_loop()
                 touch = loop.time() - self._touched_at > TOUCH_SECONDS
-                await loop.run_in_executor(
-                    _log_writers, _append, self.document_id, [(item.update, item.user_id) for item in batch], touch
-                )
+                rows = [(item.update, item.user_id) for item in batch]
+                inline = _loop_log()
+                if inline is None or not inline.append(self.document_id, rows, touch):
+                    await loop.run_in_executor(_log_writers, _append, self.document_id, rows, touch)
                 if touch:
                     self._touched_at = loop.time()
             except Exception:
