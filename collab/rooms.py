@@ -114,6 +114,9 @@ def _with_user(state: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
     return {**state, "user": server_user}
 
 
+# A room whose last commit returned longer ago than this is quiet: it commits on the loop.
+QUIET_SECONDS = 0.005
+
 # The document row's "last edited" time (and size) moves at most this often per room.
 TOUCH_SECONDS = 10.0
 
@@ -156,6 +159,7 @@ class Room:
         self._writer: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
         self._touched_at = float("-inf")
+        self._committed_at = float("-inf")  # when the last batch's commit returned
         self._inflight: list[_Pending] = []  # the batch being committed
         self._unavailable_peers: set[Peer] = set()  # their updates could not be stored: closing
         self._edit_budgets: dict[object, tuple[float, float]] = {}  # editor -> (bytes left, at)
@@ -294,9 +298,14 @@ class Room:
                 loop = asyncio.get_running_loop()
                 touch = loop.time() - self._touched_at > TOUCH_SECONDS
                 rows = [(item.update, item.user_id) for item in batch]
-                inline = _loop_log()
+                # A quiet room commits on the loop (SQLite): no thread hop, the lowest latency. A
+                # busy one hands the batch to a thread: while it commits, the loop reads what
+                # arrives next, and that becomes the next batch (on the loop, nothing would).
+                quiet = loop.time() - self._committed_at > QUIET_SECONDS
+                inline = _loop_log() if quiet else None
                 if inline is None or not inline.append(self.document_id, rows, touch):
                     await loop.run_in_executor(_log_writers, _append, self.document_id, rows, touch)
+                self._committed_at = loop.time()
                 if touch:
                     self._touched_at = loop.time()
             except Exception:
