@@ -116,6 +116,7 @@ def _with_user(state: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
 
 # A room whose last commit returned longer ago than this is quiet: it commits on the loop.
 QUIET_SECONDS = 0.005
+INLINE_MAX_PEERS = 8
 
 # The document row's "last edited" time (and size) moves at most this often per room.
 TOUCH_SECONDS = 10.0
@@ -301,7 +302,8 @@ class Room:
                 # A quiet room commits on the loop (SQLite): no thread hop, the lowest latency. A
                 # busy one hands the batch to a thread: while it commits, the loop reads what
                 # arrives next, and that becomes the next batch (on the loop, nothing would).
-                quiet = loop.time() - self._committed_at > QUIET_SECONDS
+                # A large room is busy with fan-out: there a merged batch saves more than a hop costs.
+                quiet = loop.time() - self._committed_at > QUIET_SECONDS and len(self.peers) <= INLINE_MAX_PEERS
                 inline = _loop_log() if quiet else None
                 if inline is None or not inline.append(self.document_id, rows, touch):
                     await loop.run_in_executor(_log_writers, _append, self.document_id, rows, touch)
