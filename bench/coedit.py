@@ -12,8 +12,9 @@ across all editors), so both servers get exactly the same work. Measured:
 An edit is identified by (client id, first clock) read from the update's header.
 
 Our server runs as in production minus the proxy: `manage.py serve` (Daphne),
-SQLite by default (DATABASE_URL/REDIS_URL in the environment switch to the
-services), every update committed to the log before it is relayed. The Node
+SQLite by default; `--services` runs it on PostgreSQL + Redis as production does
+(DATABASE_URL/REDIS_URL from the environment, else the local defaults below).
+Every update is committed to the log before it is relayed. The Node
 server keeps documents in memory only. Both are started and stopped here.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import os
 import random
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import websockets
-from pycrdt import Doc, Text
+from pycrdt import Doc, Text, write_var_uint
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -104,9 +106,18 @@ print(json.dumps({{"token": out.getvalue().strip(), "ids": ids}}))
 """
 
 
-def start_ours(documents: int, workdir: Path) -> Server:
+SERVICES_DEFAULTS = {
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/webconnect_bench",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+}
+
+
+def start_ours(documents: int, workdir: Path, services: bool) -> Server:
+    base = {key: value for key, value in os.environ.items() if key not in SERVICES_DEFAULTS}
+    if services:
+        base.update({key: os.environ.get(key) or default for key, default in SERVICES_DEFAULTS.items()})
     env = {
-        **os.environ,
+        **base,
         "DJANGO_SETTINGS_MODULE": "webconnect.settings",
         "SECRET_KEY": "bench-" + "x" * 50,
         "DEBUG": "false",
@@ -186,7 +197,13 @@ class Editor:
         self.text = self.doc.get("t", type=Text)
         self.synced = asyncio.Event()
         self.sent = sent  # (client, clock) -> send time, shared
-        self.received: dict[tuple[int, int], float] = {}
+        # client -> (end clocks received, in order; when). A server relays each client's
+        # edits in order, so edit (client, clock) arrived with the first end clock above it.
+        self.received: dict[int, tuple[list[int], list[float]]] = {}
+        # What this editor received, applied (its own typing stays in `doc`): the end clocks
+        # come from its state vector, since a merged update's structs cannot be skipped cheaply.
+        self.mirror: Doc[Any] = Doc()
+        self.clocks: dict[int, int] = {}
         self.socket: Any = None
         self.reader: asyncio.Task[None] | None = None
 
@@ -202,14 +219,46 @@ class Editor:
                 now = time.perf_counter()
                 message = protocol.parse(frame)
                 if isinstance(message, protocol.SyncUpdate):
-                    for key in state_keys(message.update):
-                        self.received[key] = now
+                    self._note(message.update, now)
                 elif isinstance(message, protocol.SyncStep1):
                     await self.socket.send(protocol.sync_step2(self.doc.get_update(message.state_vector)))
                 elif isinstance(message, protocol.SyncStep2):
+                    self.mirror.apply_update(message.update)
+                    self.clocks = protocol._state_vector(self.mirror.get_state())
                     self.synced.set()
         except websockets.ConnectionClosed:
             pass
+
+    def _note(self, update: bytes, now: float) -> None:
+        self.mirror.apply_update(update)
+        sv = self.mirror.get_state()
+        keys = state_keys(update)
+        if update[:1] == b"\x01":
+            # One client's structs (the usual frame): find its clock in the state vector without
+            # decoding all of it (at 100 editors that decoding made the load generator the bottleneck).
+            client = keys[0][0]
+            at = sv.find(write_var_uint(client))
+            reader = protocol._Reader(sv)
+            reader.pos = at + len(write_var_uint(client))
+            state = {client: reader.var_uint()} if at >= 0 else {}
+        else:  # several clients' structs (a merged update): decode it all
+            state = protocol._state_vector(sv)
+        for client in state:
+            end = state[client]
+            if end > self.clocks.get(client, 0):
+                self.clocks[client] = end
+                ends, times = self.received.setdefault(client, ([], []))
+                ends.append(end)
+                times.append(now)
+
+    def got(self, key: tuple[int, int]) -> float | None:
+        """When edit `key` arrived here (None: not yet)."""
+        entry = self.received.get(key[0])
+        if entry is None:
+            return None
+        ends, times = entry
+        i = bisect.bisect_right(ends, key[1])
+        return times[i] if i < len(ends) else None
 
     async def type_one(self) -> tuple[int, int]:
         before = self.doc.get_state()
@@ -250,14 +299,14 @@ async def run_scenario(server: Server, editors: int, shared: bool, seconds: floa
     peers = {c: [o for o in clients if o is not c and o.document == c.document] for c in clients}
     deadline = time.perf_counter() + 15
     while time.perf_counter() < deadline:
-        if all(key in o.received for editor, key in edits for o in peers[editor]):
+        if all(o.got(key) is not None for editor, key in edits for o in peers[editor]):
             break
         await asyncio.sleep(0.05)
     latencies = []
     missing = 0
     last = typing_done
     for editor, key in edits:
-        times = [o.received.get(key) for o in peers[editor]]
+        times = [o.got(key) for o in peers[editor]]
         if any(t is None for t in times):
             missing += 1
             continue
@@ -294,9 +343,9 @@ async def run_burst(server: Server, count: int) -> dict[str, Any]:
     keys = [await writer.type_one() for _ in range(count)]
     deadline = start + 60
     # Polling is part of the measurement (5 ms resolution), not a wait for an event.
-    while time.perf_counter() < deadline and not all(k in reader.received for k in keys):  # noqa: ASYNC110
+    while time.perf_counter() < deadline and not all(reader.got(k) is not None for k in keys):  # noqa: ASYNC110
         await asyncio.sleep(0.005)
-    done = max(reader.received.get(k, float("inf")) for k in keys)
+    done = max(reader.got(k) or float("inf") for k in keys)
     await writer.close()
     await reader.close()
     return {"server": server.name, "burst": count, "ms": round((done - start) * 1000, 1)}
@@ -325,13 +374,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=100.0, help="edits per second across all editors")
     parser.add_argument("--burst", type=int, default=1000, help="updates sent back to back between two editors")
+    parser.add_argument(
+        "--services", action="store_true", help="our server on PostgreSQL + Redis (DATABASE_URL, REDIS_URL)"
+    )
     args = parser.parse_args()
     if shutil.which("node") is None:
         raise SystemExit("node is required for the baseline")
     workdir = Path(tempfile.mkdtemp(prefix="coedit-bench-"))
     servers: list[Server] = []
     try:
-        ours = start_ours(max(args.editors) // 2 + 1, workdir)
+        ours = start_ours(max(args.editors) // 2 + 1, workdir, args.services)
         servers.append(ours)
         node = start_node(workdir)
         servers.append(node)
@@ -341,6 +393,7 @@ def main() -> None:
             stop(server.process)
         shutil.rmtree(workdir, ignore_errors=True)
     burst_node, burst_ours = bursts
+    print(f"\nours on {'PostgreSQL + Redis' if args.services else 'SQLite'}; load average {os.getloadavg()}")
     print(
         f"\nburst of {args.burst} updates, one writer to one reader: Node {burst_node['ms']} ms, "
         f"ours {burst_ours['ms']} ms, ratio {burst_ours['ms'] / burst_node['ms']:.2f}"

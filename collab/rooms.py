@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import logging
 import re
+import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
-from django.db import close_old_connections
-from pycrdt import Awareness, Doc, XmlElement, XmlFragment, get_update
+from django.db import close_old_connections, connection
+from pycrdt import Awareness, Doc, XmlElement, XmlFragment, get_update, merge_updates
 
 from collab import protocol, relay, services
 from collab.conf import limits
@@ -51,11 +53,47 @@ def shutdown_log_writers() -> None:
     global _log_writers
     old, _log_writers = _log_writers, ThreadPoolExecutor(max_workers=4, thread_name_prefix="collab-log")
     old.shutdown(wait=True)
+    for log in list(_loop_logs.values()):
+        if log is not None:
+            log.close()
+    _loop_logs.clear()
+
+
+# On SQLite each event loop commits batches itself (services.LoopLog); None: threads only.
+_loop_logs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, services.LoopLog | None] = weakref.WeakKeyDictionary()
+
+
+def _loop_log() -> services.LoopLog | None:
+    loop = asyncio.get_running_loop()
+    if loop not in _loop_logs:
+        _loop_logs[loop] = services.loop_log()
+    return _loop_logs[loop]
+
+
+# A writer thread keeps its database connection between batches. Django's
+# close_old_connections() before each one closed SQLite's connection (CONN_MAX_AGE
+# 0: a reconnect per batch) and sent PostgreSQL's health check (a SELECT 1 round
+# trip): several times the commit itself. It still runs after errors and when the
+# connection sat idle, which is when a stale connection shows.
+_IDLE_CHECK_SECONDS = 1.0
+_writer_state = threading.local()
 
 
 def _append(document_id: int, updates: list[tuple[bytes, int | None]], touch: bool) -> int:
-    close_old_connections()  # what Channels would do around a handler: drop broken/expired connections
-    return services.document_append_updates(document_id=document_id, updates=updates, touch=touch)
+    now = time.monotonic()
+    checked = now - getattr(_writer_state, "used_at", float("-inf")) > _IDLE_CHECK_SECONDS
+    if checked or connection.errors_occurred:
+        close_old_connections()  # what Channels would do around a handler: drop broken/expired connections
+        checked = True
+    _writer_state.used_at = now
+    try:
+        return services.document_append_updates(document_id=document_id, updates=updates, touch=touch)
+    except Exception:
+        close_old_connections()  # a broken connection goes here
+        if checked or connection.connection is not None:
+            raise  # a fresh (or still working) connection failed: the database did
+        # The kept connection had gone stale (a database restart): once more on a new one.
+        return services.document_append_updates(document_id=document_id, updates=updates, touch=touch)
 
 
 # Awareness client ids one socket may introduce (a provider uses one).
@@ -75,6 +113,10 @@ def _with_user(state: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
         server_user["color"] = color  # shown as a CSS colour: nothing else gets through
     return {**state, "user": server_user}
 
+
+# A room whose last commit returned longer ago than this is quiet: it commits on the loop.
+QUIET_SECONDS = 0.005
+INLINE_MAX_PEERS = 8
 
 # The document row's "last edited" time (and size) moves at most this often per room.
 TOUCH_SECONDS = 10.0
@@ -118,6 +160,7 @@ class Room:
         self._writer: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
         self._touched_at = float("-inf")
+        self._committed_at = float("-inf")  # when the last batch's commit returned
         self._inflight: list[_Pending] = []  # the batch being committed
         self._unavailable_peers: set[Peer] = set()  # their updates could not be stored: closing
         self._edit_budgets: dict[object, tuple[float, float]] = {}  # editor -> (bytes left, at)
@@ -262,9 +305,16 @@ class Room:
             try:
                 loop = asyncio.get_running_loop()
                 touch = loop.time() - self._touched_at > TOUCH_SECONDS
-                await loop.run_in_executor(
-                    _log_writers, _append, self.document_id, [(item.update, item.user_id) for item in batch], touch
-                )
+                rows = [(item.update, item.user_id) for item in batch]
+                # A quiet room commits on the loop (SQLite): no thread hop, the lowest latency. A
+                # busy one hands the batch to a thread: while it commits, the loop reads what
+                # arrives next, and that becomes the next batch (on the loop, nothing would).
+                # A large room is busy with fan-out: there a merged batch saves more than a hop costs.
+                quiet = loop.time() - self._committed_at > QUIET_SECONDS and len(self.peers) <= INLINE_MAX_PEERS
+                inline = _loop_log() if quiet else None
+                if inline is None or not inline.append(self.document_id, rows, touch):
+                    await loop.run_in_executor(_log_writers, _append, self.document_id, rows, touch)
+                self._committed_at = loop.time()
                 if touch:
                     self._touched_at = loop.time()
             except Exception:
@@ -287,16 +337,39 @@ class Room:
                 continue
             self._pending_size -= batch_size
             self.size += batch_size
-            for item in batch:
-                self.doc.apply_update(item.update)
-                frame = protocol.sync_update(item.update)
-                await self.broadcast(frame, exclude=item.peer)
-                if self.multi_process:
-                    await self._publish(relay.UPDATE, item.update)
-                if item.on_committed is not None:
-                    with contextlib.suppress(Exception):
-                        await item.on_committed()
             self._inflight = []  # (a rebuild meanwhile re-applied some of them: harmless)
+            await self._deliver(batch)
+
+    async def _deliver(self, batch: list[_Pending]) -> None:
+        """A committed batch: into `doc`, then out to every socket here, then to other processes.
+
+        One frame per socket per batch (a merged update is still one standard
+        y-websocket update): when the loop falls behind, batches grow and the
+        frames per edit shrink, instead of every edit costing a frame per socket.
+        """
+        updates = [item.update for item in batch]
+        merged = updates[0] if len(updates) == 1 else merge_updates(*updates)
+        self.doc.apply_update(merged)
+        frame = protocol.sync_update(merged)
+        # A sender gets what the others sent in this batch, never its own update back.
+        senders: dict[Peer, bytes | None] = {item.peer: None for item in batch if item.peer is not None}
+        for sender in senders:
+            others = [item.update for item in batch if item.peer is not sender]
+            if others:
+                senders[sender] = protocol.sync_update(others[0] if len(others) == 1 else merge_updates(*others))
+        for peer in list(self.peers):
+            own = senders.get(peer, frame)
+            if own is not None:
+                try:
+                    await peer.send_frame(own)
+                except Exception:  # a socket closing mid-send; its disconnect cleans up
+                    logger.debug("send to a closing socket failed", exc_info=True)
+        for item in batch:
+            if item.on_committed is not None:
+                with contextlib.suppress(Exception):
+                    await item.on_committed()
+        if self.multi_process:
+            await self._publish(relay.UPDATE, merged)
 
     async def flush(self) -> None:
         """Wait until every queued update is committed (tests, shutdown)."""

@@ -53,6 +53,36 @@ async def test_two_clients_sync_and_relay(setup: dict[str, Any]) -> None:
     await b.close()
 
 
+async def test_bursts_from_several_editors_reach_every_other_editor_and_never_come_back(
+    setup: dict[str, Any],
+) -> None:
+    # Group commit sends each socket one merged update per batch: every edit must still arrive,
+    # and a sender must never get its own edits back.
+    a = await connect(setup["doc"], setup["alice"])
+    b = await connect(setup["doc"], setup["alice"])
+    c = await connect(setup["doc"], setup["alice"])
+    # 50 edits in all: within the default limit for one user on one document (60/s).
+    for _ in range(20):  # back to back, nobody reading: the updates pile up into batches
+        await a.edit("a")
+        await b.edit("b")
+    for client in (a, b, c):
+        await client.pump(until=lambda client=client: len(text_of(client)) == 40, wait=5)
+    assert text_of(a) == text_of(b) == text_of(c)
+    assert sorted(text_of(c)) == sorted("ab" * 20)
+
+    for _ in range(10):
+        await a.edit("x")
+    await b.pump(until=lambda: len(text_of(b)) == 50, wait=5)
+    await c.pump(until=lambda: len(text_of(c)) == 50, wait=5)
+    assert await a.communicator.receive_nothing(timeout=0.3)  # its own 10 edits: not echoed
+
+    stored = services.load_doc(await sync_to_async(services.document_state)(document_id=setup["doc"]))
+    assert str(stored.get("t", type=Text)) == text_of(b)
+    assert await sync_to_async(DocumentUpdate.objects.filter(document_id=setup["doc"]).count)() == 50
+    for client in (a, b, c):
+        await client.close()
+
+
 async def test_sync_replies_only_to_the_asking_socket(setup: dict[str, Any]) -> None:
     a = await connect(setup["doc"], setup["alice"])
     b = await connect(setup["doc"], setup["alice"])
