@@ -323,6 +323,10 @@ class PrivateRedisCluster:
                 str(node.root / "nodes.conf"),
                 "--cluster-node-timeout",
                 str(self.node_timeout_ms),
+                # Redis 7 waits 5 s before a diskless full sync; a master killed in that window leaves a
+                # replica that never synced, which refuses to fail over.
+                "--repl-diskless-sync-delay",
+                "0",
             ]
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
@@ -339,7 +343,11 @@ class PrivateRedisCluster:
                 client = redis.Redis(port=node.port, socket_timeout=1)
                 try:
                     info = client.execute_command("CLUSTER", "INFO")
-                    if b"cluster_state:ok" in (info if isinstance(info, bytes) else str(info).encode()):
+                    formed = b"cluster_state:ok" in (info if isinstance(info, bytes) else str(info).encode())
+                    # Formed means failover-ready too: every replica has completed its sync with its master.
+                    replication = client.info("replication")
+                    synced = replication.get("role") == "master" or replication.get("master_link_status") == "up"
+                    if formed and synced:
                         ok += 1
                 except redis.RedisError:
                     pass
