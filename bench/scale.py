@@ -116,7 +116,14 @@ class Stack:
 
     def cluster(self, masters: int = 3) -> list[int]:
         ports = [
-            self.redis("--cluster-enabled", "yes", "--cluster-config-file", str(self.tmp / f"nodes-{n}.conf"))
+            self.redis(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(self.tmp / f"nodes-{n}.conf"),
+                "--cluster-require-full-coverage",
+                "no",
+            )
             for n in range(masters)
         ]
         subprocess.run(

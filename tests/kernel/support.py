@@ -327,6 +327,9 @@ class PrivateRedisCluster:
                 # replica that never synced, which refuses to fail over.
                 "--repl-diskless-sync-delay",
                 "0",
+                # As production must run it (.env.example): a dead master's slots must not stop the others'.
+                "--cluster-require-full-coverage",
+                "no",
             ]
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]

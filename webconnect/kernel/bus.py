@@ -397,7 +397,9 @@ class Bus:
         if self.cluster_url:
             from redis.asyncio.cluster import RedisCluster
 
-            return RedisCluster.from_url(self.cluster_url, socket_connect_timeout=2, socket_timeout=5)
+            client = RedisCluster.from_url(self.cluster_url, socket_connect_timeout=2, socket_timeout=5)
+            client.commands_parser = _kept_command_table()
+            return client
         import redis.asyncio as aioredis
 
         return aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, health_check_interval=10)
@@ -714,6 +716,32 @@ def _by_kind(topics: Iterable[_Topic]) -> dict[str, list[str]]:
     for topic in topics:
         grouped[topic.kind].append(topic.key)
     return grouped
+
+
+def _kept_command_table_class() -> type:
+    from redis._parsers.commands import AsyncCommandsParser
+
+    class KeptCommandTable(AsyncCommandsParser):
+        """Reads COMMAND once, not on every re-initialisation of the cluster client.
+
+        redis-py re-initialises after any connection error and reads COMMAND from the
+        default node, which may be the master that just died: the read fails, the client
+        closes every node's connections and tries again, so channels on healthy masters
+        stalled until the failover was over. The command table never changes.
+        """
+
+        async def initialize(self, node: Any = None) -> None:
+            if node is not None:
+                self.node = node
+            if not self.commands:
+                await super().initialize()
+
+    return KeptCommandTable
+
+
+def _kept_command_table() -> Any:
+    # Made on first use: redis is imported only when Redis is configured.
+    return _kept_command_table_class()()
 
 
 _bus = Bus()
