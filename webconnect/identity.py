@@ -198,7 +198,7 @@ class _Coalescer:
         if not self.flushing:
             self.flushing = True
             # call_soon: handshakes already runnable in this loop iteration join the first batch.
-            loop.call_soon(lambda: startup_task(self._flush()))
+            loop.call_soon(lambda: _keep_running(self._flush()))
         return await future
 
     async def _flush(self) -> None:
@@ -231,7 +231,7 @@ class _Coalescer:
 _pending_flushes: set[asyncio.Task[None]] = set()
 
 
-def startup_task(coro: Any) -> None:
+def _keep_running(coro: Any) -> None:
     task = asyncio.ensure_future(coro)
     _pending_flushes.add(task)  # keep a reference until it is done
     task.add_done_callback(_pending_flushes.discard)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import secrets
 from collections import defaultdict
@@ -718,6 +719,7 @@ def _by_kind(topics: Iterable[_Topic]) -> dict[str, list[str]]:
     return grouped
 
 
+@functools.cache
 def _kept_command_table_class() -> type:
     from redis._parsers.commands import AsyncCommandsParser
 

@@ -30,8 +30,6 @@ logger = logging.getLogger(__name__)
 SendText = Callable[[str], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
 
-_OUT_MESSAGE = metrics.FRAMES_OUT.labels("message")
-
 
 @functools.cache
 def _frame_metrics(kind: str) -> tuple[Any, Any]:
@@ -391,7 +389,7 @@ class Connection:
             }
             self.send(protocol.encode("subscribed", payload, channel=channel), "subscribed")
         pending, sub.pending = sub.pending or [], None
-        _OUT_MESSAGE.inc(sum(self.deliver(channel, offset, text) for offset, text in pending))
+        metrics.FRAMES_OUT_MESSAGE.inc(sum(self.deliver(channel, offset, text) for offset, text in pending))
 
     # --- Policy changes ---------------------------------------------------------------------
 

@@ -30,8 +30,6 @@ from webconnect.realtime.selectors import NamespaceConfig
 
 logger = logging.getLogger(__name__)
 
-_FRAMES_OUT_MESSAGE = metrics.FRAMES_OUT.labels("message")
-
 
 class Subscriber(Protocol):
     def deliver(self, channel: str, offset: int, text: str) -> bool | None:
@@ -140,7 +138,7 @@ class Hub:
             if subscriber.deliver(channel, offset, text):
                 queued += 1
         metrics.DELIVERIES.inc(len(subscribers))
-        _FRAMES_OUT_MESSAGE.inc(queued)
+        metrics.FRAMES_OUT_MESSAGE.inc(queued)
 
     # --- Publishing ----------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ CONNECTIONS = Gauge(
 SUBSCRIPTIONS = Gauge("webconnect_realtime_subscriptions", "Live channel subscriptions", multiprocess_mode="livesum")
 FRAMES_IN = Counter("webconnect_realtime_frames_in", "Client frames received, by type", ["type"])
 FRAMES_OUT = Counter("webconnect_realtime_frames_out", "Frames sent to clients, by type", ["type"])
+FRAMES_OUT_MESSAGE = FRAMES_OUT.labels("message")  # the hot one, resolved once
 DELIVERIES = Counter("webconnect_realtime_deliveries", "Channel messages written to local sockets")
 ERRORS = Counter("webconnect_realtime_errors", "Error frames and error closes, by code", ["code"])
 PUBLISHES = Counter("webconnect_realtime_publishes", "Messages published, by source", ["source"])
