@@ -51,6 +51,11 @@ class _ThrottledSignIn(AuthenticationForm):
             cleaned = super().clean()
         except forms.ValidationError:
             login_failed(username=username, client_ip=client_ip)
+            # An identity provider's backend may say why it refused (a directory that is down, a
+            # required group): shown instead of the generic error when the user can act on it.
+            refusal = getattr(self.request, "sign_in_refusal", None) or {}
+            if refusal.get("message"):
+                raise forms.ValidationError(refusal["message"], code="refused") from None
             raise
         login_throttle_reset(username=username, client_ip=client_ip)
         return cleaned

@@ -31,13 +31,18 @@ def audit_login_failed(
 ) -> None:
     # Django has already masked the password in `credentials`; only the name is kept.
     username = str(credentials.get("username", ""))[:150]
+    details: dict[str, Any] = {"reason": "invalid credentials"}
+    # An identity provider's backend (federation/) says why it refused: its reason, never the token or password.
+    refusal = getattr(request, "sign_in_refusal", None) or {}
+    if refusal.get("reason"):
+        details = {"reason": refusal["reason"], "provider": refusal.get("provider", "")}
     audit_record(
         action="auth.login",
         outcome=AuditEvent.Outcome.FAILURE,
         actor_name=username,
         target=f"username:{username}",
         client_ip=_ip(request),
-        details={"reason": "invalid credentials"},
+        details=details,
     )
 
 

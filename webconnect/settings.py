@@ -257,6 +257,48 @@ OAUTH2_PROVIDER = {
     "REFRESH_TOKEN_REUSE_PROTECTION": True,
 }
 
+# --- Sign in with the organisation's identity provider (federation/) ---------------
+# Local accounts always work; LDAP and OpenID Connect are each on when configured.
+# Accounts are linked by the directory username or the provider's `sub`, and their
+# groups are mirrored into Django groups on every sign-in (README "Sign in with
+# your identity provider").
+
+INSTALLED_APPS += ["federation"]
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("federation.context.sign_in_providers")  # type: ignore[index]
+
+# LDAP (django-auth-ldap), through the ordinary sign-in form. Users are found with
+# AUTH_LDAP_USER_FILTER under AUTH_LDAP_USER_SEARCH_BASE (binding as AUTH_LDAP_BIND_DN),
+# groups are groupOfNames entries under AUTH_LDAP_GROUP_SEARCH_BASE named by `cn`.
+AUTH_LDAP_SERVER_URI = envstr("AUTH_LDAP_SERVER_URI")
+if AUTH_LDAP_SERVER_URI:
+    import ldap
+    from django_auth_ldap.config import GroupOfNamesType, LDAPSearch
+
+    AUTH_LDAP_BIND_DN = envstr("AUTH_LDAP_BIND_DN")
+    AUTH_LDAP_BIND_PASSWORD = envsecret("AUTH_LDAP_BIND_PASSWORD")
+    AUTH_LDAP_USER_SEARCH = LDAPSearch(
+        envstr("AUTH_LDAP_USER_SEARCH_BASE"), ldap.SCOPE_SUBTREE, envstr("AUTH_LDAP_USER_FILTER", "(uid=%(user)s)")
+    )
+    AUTH_LDAP_GROUP_SEARCH = LDAPSearch(
+        envstr("AUTH_LDAP_GROUP_SEARCH_BASE"), ldap.SCOPE_SUBTREE, "(objectClass=groupOfNames)"
+    )
+    AUTH_LDAP_GROUP_TYPE = GroupOfNamesType(name_attr="cn")
+    AUTH_LDAP_REQUIRE_GROUP = envstr("AUTH_LDAP_REQUIRE_GROUP") or None
+    AUTH_LDAP_MIRROR_GROUPS = True
+    # Secure by default: credentials never cross the network in clear unless a test server says so.
+    AUTH_LDAP_START_TLS = envbool("AUTH_LDAP_START_TLS", True)
+    # The display name (`cn`) goes in first_name, so get_full_name() shows it whole.
+    AUTH_LDAP_USER_ATTR_MAP = {"first_name": "cn", "email": "mail"}
+    AUTH_LDAP_ALWAYS_UPDATE_USER = True
+    # A directory that does not answer fails the sign-in in seconds, not minutes.
+    AUTH_LDAP_CONNECTION_OPTIONS = {
+        ldap.OPT_NETWORK_TIMEOUT: envint("AUTH_LDAP_TIMEOUT_SECONDS", 5, minimum=1),
+        ldap.OPT_TIMEOUT: envint("AUTH_LDAP_TIMEOUT_SECONDS", 5, minimum=1),
+        ldap.OPT_REFERRALS: 0,
+    }
+    AUTHENTICATION_BACKENDS.append("federation.ldap.LDAPBackend")
+
 # --- REST API ------------------------------------------------------------------
 
 REST_FRAMEWORK: dict[str, Any] = {
