@@ -141,6 +141,9 @@ def snapshot() -> Snapshot:
 def _user_roles(user: Any, version: int) -> tuple[str, ...]:
     if user is None or not user.is_authenticated:
         return ()
+    simulated = getattr(user, "simulated_groups", None)  # the simulator's "as a member of" (never cached)
+    if simulated is not None:
+        return tuple(simulated)
     key = (version, user.pk)
     roles = _roles.get(key)
     if roles is None:

@@ -8,7 +8,9 @@ denial is not an event).
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,10 +86,28 @@ def resolve_usernames(resource_type: str, resource_id: str, attrs: dict[str, Any
     return resource_id, resolved
 
 
-def principal_for(*, username: str = "", token: str = "", client_ip: str | None = None) -> Principal:
+def principal_for(
+    *, username: str = "", token: str = "", client_ip: str | None = None, groups: Sequence[str] | None = None
+) -> Principal:
     """A principal from a username (a browser session) or a pasted access token, or anonymous.
 
-    `username` may also be `User::"<id>"` or an id, as a policy names users."""
+    `username` may also be `User::"<id>"` or an id, as a policy names users. With
+    `groups`, the user is evaluated as a member of exactly those groups (what an
+    identity provider's groups would grant); without a username, as someone
+    signed in (`User::"0"`, nobody's id) who is a member of them."""
+    if groups is not None:
+        names = tuple(sorted({name.strip() for name in groups if name.strip()}))
+        if token:
+            raise SimulationError("groups are evaluated for a user, not for a token")
+        if username:
+            found = user_lookup(username)
+            if found is None:
+                raise SimulationError(f"no user named {username!r}")
+            member = copy.copy(found)
+        else:
+            member = get_user_model()(pk=0, username="member of " + (", ".join(names) or "no group"))
+        member.simulated_groups = names
+        return principal_for_user(member, client_ip=client_ip)
     if token:
         access = access_token_lookup(token, include_expired=True)
         if access is None:
@@ -120,6 +140,8 @@ def simulate(
     resource = Resource(resource_type, resource_id, attrs)
     user = principal.user
     who = f'{user.get_username()} (User::"{user.pk}")' if principal.is_authenticated else "anonymous"
+    if getattr(user, "simulated_groups", None) is not None:
+        who += f" (groups: {', '.join(user.simulated_groups) or 'none'})"
     if principal.auth.method == "bearer":
         who += f" (token: {' '.join(sorted(principal.auth.scopes or ()))})"
     scope = required_scope(action, resource)

@@ -30,6 +30,13 @@ class PolicyEvaluateApi(APIView):
         attrs = serializers.DictField(required=False, default=dict)
         client_ip = serializers.IPAddressField(required=False, allow_null=True, default=None)
         at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+        groups = serializers.ListField(
+            child=serializers.CharField(max_length=150),
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="evaluate as a member of exactly these groups (the user's own, or someone signed in)",
+        )
 
     @extend_schema_serializer(component_name="PolicyDecision")
     class OutputSerializer(serializers.Serializer[Any]):
@@ -46,7 +53,9 @@ class PolicyEvaluateApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            principal = principal_for(username=data["username"], token=data["token"], client_ip=data["client_ip"])
+            principal = principal_for(
+                username=data["username"], token=data["token"], client_ip=data["client_ip"], groups=data["groups"]
+            )
         except SimulationError as exc:
             raise ValidationError({"detail": str(exc)}) from None
         result = simulate(
