@@ -43,7 +43,7 @@ def external_refusal_record(
 ) -> None:
     """An external sign-in that never reached the form (an OIDC callback): audited here."""
     audit_record(
-        action="auth.external_login",
+        action="auth.login",
         outcome=AuditEvent.Outcome.FAILURE,
         actor_name=username[:150],
         target=f"{provider}:{subject}" if subject else provider,

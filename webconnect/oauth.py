@@ -21,6 +21,8 @@ class OAuth2Validator(BaseValidator):  # type: ignore[misc]
             "preferred_username": user.get_username(),
             "email": user.email,
             "name": user.get_full_name() or user.get_username(),
+            # The user's group names, so a site signing in with webconnect can mirror them (and programs can read them).
+            "groups": sorted(user.groups.values_list("name", flat=True)),
         }
 
     def _create_access_token(self, expires: Any, request: Any, token: Any, source_refresh_token: Any = None) -> Any:

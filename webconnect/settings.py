@@ -299,6 +299,39 @@ if AUTH_LDAP_SERVER_URI:
     }
     AUTHENTICATION_BACKENDS.append("federation.ldap.LDAPBackend")
 
+# OpenID Connect sign-in (mozilla-django-oidc, authorization code with S256 PKCE):
+# a "Sign in with OIDC_PROVIDER_NAME" button on the sign-in page. The provider's
+# endpoints come from OIDC_ISSUER's discovery document; accounts are linked by
+# (issuer, sub); the groups in OIDC_GROUPS_CLAIM replace the user's groups at
+# every sign-in. Register {site}/oidc/callback/ as the redirect URI and
+# {site}/accounts/login/ as the post-logout redirect URI at the provider.
+OIDC_ISSUER = envstr("OIDC_ISSUER").rstrip("/")
+OIDC_PROVIDER_NAME = envstr("OIDC_PROVIDER_NAME", "your identity provider")
+OIDC_GROUPS_CLAIM = envstr("OIDC_GROUPS_CLAIM", "groups")
+OIDC_TIMEOUT = envint("OIDC_TIMEOUT_SECONDS", 10, minimum=1)
+if OIDC_ISSUER:
+    OIDC_RP_CLIENT_ID = envstr("OIDC_CLIENT_ID")
+    OIDC_RP_CLIENT_SECRET = envsecret("OIDC_CLIENT_SECRET")
+    if not OIDC_RP_CLIENT_ID:
+        raise ImproperlyConfigured("OIDC_ISSUER is set but OIDC_CLIENT_ID is not")
+    OIDC_RP_SCOPES = envstr("OIDC_SCOPES", "openid profile email")
+    OIDC_RP_SIGN_ALGO = envstr("OIDC_SIGN_ALGO", "RS256")
+    OIDC_USE_PKCE = True
+    OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+    OIDC_AUTHENTICATION_CALLBACK_URL = "federation:oidc-callback"
+    LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/"
+    AUTHENTICATION_BACKENDS.append("federation.oidc.OIDCBackend")
+
+# webconnect as an OpenID provider: RP-initiated logout (/o/logout/), so a site
+# that signs in with webconnect can end the webconnect session too. It asks the
+# user to confirm unless the id_token_hint names the signed-in user.
+OAUTH2_PROVIDER["OIDC_RP_INITIATED_LOGOUT_ENABLED"] = envbool("OIDC_RP_INITIATED_LOGOUT_ENABLED", True)
+OAUTH2_PROVIDER["OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT"] = envbool("OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT", False)
+# Redirect URI schemes clients may register: https only (http too with DEBUG), unless listed here,
+# e.g. "https,http" for sites on a private network or loopback (RFC 8252 §7.3).
+if envlist("OAUTH2_ALLOWED_REDIRECT_URI_SCHEMES"):
+    OAUTH2_PROVIDER["ALLOWED_REDIRECT_URI_SCHEMES"] = envlist("OAUTH2_ALLOWED_REDIRECT_URI_SCHEMES")
+
 # --- REST API ------------------------------------------------------------------
 
 REST_FRAMEWORK: dict[str, Any] = {

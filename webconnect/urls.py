@@ -33,6 +33,7 @@ urlpatterns = [
     path("", include("collab.urls")),
     path("", include("dashboards.urls")),
     path("", include("policies.urls")),
+    path("", include("federation.urls")),
     path("api/schema/", views.api_schema, name="api-schema"),
     path("api/docs/", views.api_docs, name="api-docs"),
 ]

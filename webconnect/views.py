@@ -11,7 +11,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -92,6 +92,13 @@ class LogoutView(auth_views.LogoutView):
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return render(request, self.template_name)
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Signed in through an identity provider that offers sign-out (federation/): its
+        # end-session page ends that session too, then sends the browser back here.
+        provider_sign_out = request.session.get("sign_out_redirect")
+        response: HttpResponse = super().post(request, *args, **kwargs)
+        return HttpResponseRedirect(provider_sign_out) if provider_sign_out else response
 
 
 async def _slow_down(request: HttpRequest) -> None:

@@ -61,5 +61,7 @@ def test_the_simulator_evaluates_a_user_as_if_in_other_groups(
 
 def test_groups_with_a_token_is_a_clear_error(staff_client: Client, alice: Any, mint_token: Any) -> None:
     token = mint_token("alice", "realtime:read")
-    response = staff_client.post(URL, {**SUBSCRIBE_ENG, "token": token, "groups": ["x"]}, content_type="application/json")
+    response = staff_client.post(
+        URL, {**SUBSCRIBE_ENG, "token": token, "groups": ["x"]}, content_type="application/json"
+    )
     assert response.status_code == 400 and "not for a token" in response.json()["detail"]
