@@ -23,6 +23,7 @@ from webconnect.identity import (
     ANONYMOUS_SCOPES,
     ConnectionAuth,
     aaccess_token_lookup,
+    aexternal_bearer,
     asession_user,
     client_ip_from_scope,
     scope_header,
@@ -118,8 +119,12 @@ class HandshakeAuthMiddleware:
                     raise
                 return await _unavailable(receive, send, exc)
             if token is None:
-                return await _reject(send)
-            scope = dict(scope, user=token.user, auth=token_auth(token, client_ip))
+                found = await aexternal_bearer(raw_token, client_ip)  # an identity provider's token?
+                if found is None:
+                    return await _reject(send)
+                scope = dict(scope, user=found[0], auth=found[1])
+            else:
+                scope = dict(scope, user=token.user, auth=token_auth(token, client_ip))
             # Cookies are dropped so nothing downstream can mix the two identities.
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
             return await self.inner(scope, receive, send)

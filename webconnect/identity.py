@@ -17,7 +17,7 @@ import copy
 import hashlib
 import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -368,6 +368,29 @@ def token_auth(token: Any, client_ip: str | None) -> ConnectionAuth:
         client_ip=client_ip,
         expires_at=token.expires,
     )
+
+
+# --- Bearer tokens this server did not issue -------------------------------------------------
+#
+# An identity provider's JWTs (federation/, OIDC_ACCEPT_BEARER) are checked by verifiers that
+# apps register at start-up; each answers (user, ConnectionAuth) for a token it accepts, or None.
+
+BearerVerifier = Callable[[str, str | None], Awaitable[tuple[Any, ConnectionAuth] | None]]
+_bearer_verifiers: list[BearerVerifier] = []
+
+
+def register_bearer_verifier(verifier: BearerVerifier) -> None:
+    if verifier not in _bearer_verifiers:
+        _bearer_verifiers.append(verifier)
+
+
+async def aexternal_bearer(raw: str, client_ip: str | None) -> tuple[Any, ConnectionAuth] | None:
+    """Who a bearer token unknown to this server speaks for, if a registered verifier accepts it."""
+    for verifier in _bearer_verifiers:
+        found = await verifier(raw, client_ip)
+        if found is not None:
+            return found
+    return None
 
 
 # --- Building a principal -----------------------------------------------------------------

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
+import jwt
+from django.conf import settings
+from jwcrypto import jwk
 from oauth2_provider.models import get_refresh_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator as BaseValidator
+from oauth2_provider.settings import oauth2_settings
 
 from webconnect.audit import audit_record
 from webconnect.identity import stored_access_token, token_checksum
@@ -56,3 +62,29 @@ def _token_owner(token: str) -> tuple[Any, str, int] | None:
     if refresh is not None:
         return refresh.user, "refresh_token", refresh.pk
     return None
+
+
+def jwt_access_token(request: Any) -> str:
+    """An access token as a signed JWT (RFC 9068), when OAUTH2_JWT_ACCESS_TOKENS is on.
+
+    Another service can then check it with this server's JWKS alone (signature,
+    issuer, audience, expiry), as webconnect itself does for its identity
+    provider's tokens (OIDC_ACCEPT_BEARER). It is stored (hashed) like any token,
+    so revocation and introspection work here as before.
+    """
+    # As OAuth2Validator._create_access_token: a client-credentials token acts for the application's owner.
+    user = request.client.user if request.grant_type == "client_credentials" else request.user
+    now = int(time.time())
+    claims = {
+        "iss": oauth2_settings.oidc_issuer(request),
+        "sub": str(user.pk),
+        "client_id": request.client_id,
+        "aud": [request.client_id, *settings.OAUTH2_ACCESS_TOKEN_AUDIENCE],
+        "scope": " ".join(request.scopes or ()),
+        "iat": now,
+        "exp": now + oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS,
+        "jti": uuid.uuid4().hex,
+    }
+    pem = oauth2_settings.OIDC_RSA_PRIVATE_KEY
+    kid = jwk.JWK.from_pem(pem.encode()).thumbprint()  # the kid the JWKS endpoint publishes for this key
+    return jwt.encode(claims, pem, algorithm="RS256", headers={"kid": kid, "typ": "at+jwt"})

@@ -321,12 +321,23 @@ if OIDC_ISSUER:
     OIDC_AUTHENTICATION_CALLBACK_URL = "federation:oidc-callback"
     LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/"
     AUTHENTICATION_BACKENDS.append("federation.oidc.OIDCBackend")
+    # Bearer tokens from the provider may open /ws/ (federation/bearer.py): JWTs checked against the
+    # provider's JWKS (signature, issuer, audience OIDC_BEARER_AUDIENCE, expiry); only this server's
+    # scopes (OAUTH2_SCOPES) in their `scope` claim count; the subject must have signed in here once.
+    OIDC_ACCEPT_BEARER = envbool("OIDC_ACCEPT_BEARER", False)
+    OIDC_BEARER_AUDIENCE = envstr("OIDC_BEARER_AUDIENCE", OIDC_RP_CLIENT_ID)
 
 # webconnect as an OpenID provider: RP-initiated logout (/o/logout/), so a site
 # that signs in with webconnect can end the webconnect session too. It asks the
 # user to confirm unless the id_token_hint names the signed-in user.
 OAUTH2_PROVIDER["OIDC_RP_INITIATED_LOGOUT_ENABLED"] = envbool("OIDC_RP_INITIATED_LOGOUT_ENABLED", True)
 OAUTH2_PROVIDER["OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT"] = envbool("OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT", False)
+# Access tokens as signed JWTs (RFC 9068) that other services check with /o/.well-known/jwks.json;
+# their `aud` is the client and OAUTH2_ACCESS_TOKEN_AUDIENCE (the services meant to accept them).
+OAUTH2_ACCESS_TOKEN_AUDIENCE = envlist("OAUTH2_ACCESS_TOKEN_AUDIENCE")
+if envbool("OAUTH2_JWT_ACCESS_TOKENS", False):
+    OAUTH2_PROVIDER["ACCESS_TOKEN_GENERATOR"] = "webconnect.oauth.jwt_access_token"  # noqa: S105 (a path)
+    OAUTH2_PROVIDER["REFRESH_TOKEN_GENERATOR"] = "oauthlib.oauth2.rfc6749.tokens.random_token_generator"  # noqa: S105
 # Redirect URI schemes clients may register: https only (http too with DEBUG), unless listed here,
 # e.g. "https,http" for sites on a private network or loopback (RFC 8252 §7.3).
 if envlist("OAUTH2_ALLOWED_REDIRECT_URI_SCHEMES"):

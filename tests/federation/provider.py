@@ -17,6 +17,7 @@ from tests.conftest import ROOT
 CLIENT_ID = "webconnect-rp"
 CLIENT_SECRET = "rp-client-secret-for-tests-only"
 PROVIDER_PASSWORD = "provider-password-of-ada"
+PROGRAM_ID = "a-program"  # a client-credentials client whose tokens act for ada
 
 
 @dataclass
@@ -32,6 +33,9 @@ class ProviderDatabase:
             "DATABASE_URL": f"sqlite:///{self.path}",
             "WEBCONNECT_TEST_DATABASE_NAME": str(self.path),
             "OAUTH2_ALLOWED_REDIRECT_URI_SCHEMES": "https,http",  # the site under test is plain http
+            # Access tokens as JWTs meant for the site too, so it can check them with the JWKS alone.
+            "OAUTH2_JWT_ACCESS_TOKENS": "true",
+            "OAUTH2_ACCESS_TOKEN_AUDIENCE": CLIENT_ID,
             "REALTIME_REDIS_PREFIX_OWN": f"webconnect-test-{os.environ.get('WEBCONNECT_TEST_RUN', 'x')}-provider:rt",
             # Its own signing key: the site signing in knows it only through the provider's JWKS.
             "OIDC_RSA_PRIVATE_KEY": rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -62,6 +66,10 @@ Application.objects.create(
     redirect_uris={redirect!r}, post_logout_redirect_uris={after_logout!r},
     skip_authorization=True, algorithm="RS256",
 )
+Application.objects.create(
+    name="a program", client_id={program_id!r}, client_secret={client_secret!r}, user=ada,
+    client_type="confidential", authorization_grant_type="client-credentials", algorithm="RS256",
+)
 """
 
 
@@ -73,6 +81,7 @@ def seed_script(rp_url: str) -> str:
     return SEED.format(
         password=PROVIDER_PASSWORD,
         client_id=CLIENT_ID,
+        program_id=PROGRAM_ID,
         client_secret=CLIENT_SECRET,
         redirect=f"{rp_url}/oidc/callback/",
         after_logout=f"{rp_url}/accounts/login/",

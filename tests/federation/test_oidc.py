@@ -10,12 +10,15 @@ from typing import Any
 import pytest
 import requests
 from django.contrib.auth import get_user_model
+from websockets.exceptions import InvalidStatus
 
 from federation.models import ExternalIdentity
 from tests.conftest import LiveServer
+from tests.federation.conftest import ws_subscribe
 from tests.federation.provider import (
     CLIENT_ID,
     CLIENT_SECRET,
+    PROGRAM_ID,
     PROVIDER_PASSWORD,
     ProviderDatabase,
     new_provider_database,
@@ -55,6 +58,7 @@ def federation(live_server_factory: Callable[..., LiveServer]) -> Iterator[Feder
         OIDC_CLIENT_SECRET=CLIENT_SECRET,
         OIDC_PROVIDER_NAME="Example IdP",
         OIDC_SCOPES="openid",  # webconnect as a provider puts every claim in the ID token and userinfo
+        OIDC_ACCEPT_BEARER="true",
     )
     database.manage(env, "shell", "-c", seed_script(site.url))
     yield Federation(provider, site, database, env)
@@ -125,3 +129,58 @@ def test_a_callback_that_was_not_started_here_is_refused(federation: Federation)
     assert response.url == f"{federation.site.url}/accounts/login/"
     assert "did not work" in response.text
     assert not get_user_model().objects.exists()
+
+
+def provider_token(federation: Federation, scope: str) -> tuple[str, str]:
+    """A JWT access token from the provider (client credentials: it acts for ada) and ada's subject there."""
+    answer = requests.post(
+        f"{federation.issuer}/token/",
+        data={"grant_type": "client_credentials", "scope": scope},
+        auth=(PROGRAM_ID, CLIENT_SECRET),
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    token = str(answer.json()["access_token"])
+    assert token.count(".") == 2  # a JWT
+    sub = requests.get(f"{federation.issuer}/userinfo/", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    return token, str(sub.json()["sub"])
+
+
+def linked_account(federation: Federation, subject: str) -> Any:
+    """The site's account for ada at the provider, as her first browser sign-in creates it."""
+    user = get_user_model().objects.create_user("ada")
+    ExternalIdentity.objects.create(user=user, provider=f"oidc:{federation.issuer}", subject=subject)
+    return user
+
+
+def test_a_provider_token_opens_the_websocket_with_its_scopes(federation: Federation) -> None:
+    token, subject = provider_token(federation, "openid realtime:read")
+    linked_account(federation, subject)
+    answer = ws_subscribe(federation.site, "chat.lobby", token=token)
+    assert answer["header"]["type"] == "ack", answer
+
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(InvalidStatus) as refused:
+        ws_subscribe(federation.site, "chat.lobby", token=tampered)
+    assert refused.value.response.status_code == 403
+
+
+def test_a_provider_token_for_someone_who_never_signed_in_here_is_refused(federation: Federation) -> None:
+    token, _subject = provider_token(federation, "openid realtime:read")
+    with pytest.raises(InvalidStatus) as refused:
+        ws_subscribe(federation.site, "chat.lobby", token=token)
+    assert refused.value.response.status_code == 403
+
+
+def test_provider_tokens_are_refused_when_oidc_accept_bearer_is_off(
+    federation: Federation, live_server_factory: Callable[..., LiveServer]
+) -> None:
+    site = live_server_factory(
+        OIDC_ISSUER=federation.issuer, OIDC_CLIENT_ID=CLIENT_ID, OIDC_CLIENT_SECRET=CLIENT_SECRET, OIDC_SCOPES="openid"
+    )
+    token, subject = provider_token(federation, "openid realtime:read")
+    linked_account(federation, subject)
+    with pytest.raises(InvalidStatus) as refused:
+        ws_subscribe(site, "chat.lobby", token=token)
+    assert refused.value.response.status_code == 403
+    site.stop()
