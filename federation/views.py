@@ -5,12 +5,17 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import SuspiciousOperation
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import resolve_url
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from federation.oidc import ProviderUnavailable, oidc_setting, provider_name
 from federation.services import REFUSAL_ATTR, external_refusal_record
+
+
+def _require_oidc() -> None:
+    if not settings.OIDC_ISSUER:
+        raise Http404("OpenID Connect sign-in is not configured (OIDC_ISSUER)")
 
 
 def _failed(request: HttpRequest, reason: str, *, audit: bool = True) -> HttpResponse:
@@ -25,6 +30,11 @@ class OIDCSignInView(OIDCAuthenticationRequestView):  # type: ignore[misc]
     """GET /oidc/authenticate/: off to the provider (state, nonce, S256 PKCE)."""
 
     get_settings = staticmethod(oidc_setting)
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        _require_oidc()
+        response: HttpResponse = super().dispatch(request, *args, **kwargs)
+        return response
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # The provider's endpoints are read on GET, so an unreachable provider is a message, not a 500.
@@ -44,6 +54,11 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
     """GET /oidc/callback/: the provider's answer, exchanged for tokens; the account signed in or a reason shown."""
 
     get_settings = staticmethod(oidc_setting)
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        _require_oidc()
+        response: HttpResponse = super().dispatch(request, *args, **kwargs)
+        return response
 
     def get(self, request: HttpRequest) -> HttpResponse:
         if request.GET.get("error"):
