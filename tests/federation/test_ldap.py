@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,8 +22,10 @@ GENERIC = "Please enter a correct username and password"
 
 
 @pytest.fixture(scope="module")
-def ldap_server(directory: Directory, live_server_factory: Callable[..., LiveServer]) -> LiveServer:
-    return live_server_factory(**directory.settings_env())
+def ldap_server(directory: Directory, live_server_factory: Callable[..., LiveServer]) -> Iterator[LiveServer]:
+    server = live_server_factory(**directory.settings_env())
+    yield server
+    server.stop()
 
 
 def password(uid: str) -> str:
@@ -124,7 +126,10 @@ def test_an_unreachable_directory_says_so_and_is_audited(
     server = live_server_factory(
         **{**directory.settings_env(), "AUTH_LDAP_SERVER_URI": f"ldap://127.0.0.1:{nobody_listens}"}
     )
-    _, response = form_sign_in(server, "ada", password("ada"))
+    try:
+        _, response = form_sign_in(server, "ada", password("ada"))
+    finally:
+        server.stop()
     assert "directory server cannot be reached" in form_errors(response)
     event = last_event("auth.login")
     assert event.outcome == "failure" and event.details["provider"] == "ldap"

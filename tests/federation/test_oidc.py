@@ -62,6 +62,7 @@ def federation(live_server_factory: Callable[..., LiveServer]) -> Iterator[Feder
     )
     database.manage(env, "shell", "-c", seed_script(site.url))
     yield Federation(provider, site, database, env)
+    site.stop()
     provider.stop()
     shutil.rmtree(database.root, ignore_errors=True)
 
@@ -178,9 +179,11 @@ def test_provider_tokens_are_refused_when_oidc_accept_bearer_is_off(
     site = live_server_factory(
         OIDC_ISSUER=federation.issuer, OIDC_CLIENT_ID=CLIENT_ID, OIDC_CLIENT_SECRET=CLIENT_SECRET, OIDC_SCOPES="openid"
     )
-    token, subject = provider_token(federation, "openid realtime:read")
-    linked_account(federation, subject)
-    with pytest.raises(InvalidStatus) as refused:
-        ws_subscribe(site, "chat.lobby", token=token)
+    try:
+        token, subject = provider_token(federation, "openid realtime:read")
+        linked_account(federation, subject)
+        with pytest.raises(InvalidStatus) as refused:
+            ws_subscribe(site, "chat.lobby", token=token)
+    finally:
+        site.stop()
     assert refused.value.response.status_code == 403
-    site.stop()
