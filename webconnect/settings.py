@@ -425,6 +425,9 @@ KERNEL_BACKGROUND_TASKS = envbool("KERNEL_BACKGROUND_TASKS", True)
 SHUTDOWN_GRACE_SECONDS = envint("SHUTDOWN_GRACE_SECONDS", 10, minimum=1)
 # Seconds after which the presence entries of a server process that stopped refreshing them (it died) vanish.
 REALTIME_PRESENCE_TTL = envint("REALTIME_PRESENCE_TTL", 30, minimum=3)
+# The SSE fallback (GET /api/channels/<channel>/events/) writes a comment this often (seconds) and
+# re-checks the stream's authorization then.
+REALTIME_SSE_HEARTBEAT_SECONDS = envint("REALTIME_SSE_HEARTBEAT_SECONDS", 15, minimum=1)
 # /metrics is for staff, and for these client addresses (exact IPs or CIDR ranges).
 METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS")
 
