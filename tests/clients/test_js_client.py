@@ -45,7 +45,7 @@ def node() -> str:
 
 def node_flags(binary: str) -> list[str]:
     """Node 20 has a global WebSocket only behind a flag; 22+ has it; 18 uses `ws` (WEBCONNECT_WS_MODULE)."""
-    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout  # noqa: S603
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
     major = int(version.strip().lstrip("v").split(".")[0])
     return ["--experimental-websocket"] if major in (20, 21) else []
 
@@ -53,7 +53,7 @@ def node_flags(binary: str) -> list[str]:
 def run_node(env: dict[str, str], *args: str, timeout: float = 120) -> None:
     binary = node()
     command = [binary, *node_flags(binary), "--test", *args, str(TESTS)]
-    result = subprocess.run(  # noqa: S603 - our own test file
+    result = subprocess.run(
         command,
         cwd=ROOT,
         env={**os.environ, "WEBCONNECT_WS_MODULE": str(WS_MODULE), **env},
@@ -88,11 +88,15 @@ class Restartable:
         self.server.stop()
 
     def start(self) -> None:
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "WEBCONNECT_TEST_DATABASE_NAME": self.database_name}
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "WEBCONNECT_TEST_DATABASE_NAME": self.database_name,
+        }
         env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         log_path = ARTIFACTS / f"daphne-{self.port}-restarted.log"
         with log_path.open("wb") as log:
-            process = subprocess.Popen(  # noqa: S603 - the same server command as start_server
+            process = subprocess.Popen(
                 [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
                 cwd=ROOT,
                 env=env,
