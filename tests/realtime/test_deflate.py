@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -21,6 +25,15 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate
 from tests.conftest import LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+# 1,000 messages each: 16, 64 and 256 bytes, for every payload kind and every permessage-deflate offer.
+CASES = [
+    arg
+    for group in ("12.1", "12.2", "12.3", "12.4", "12.5", "13.1", "13.2", "13.3", "13.4", "13.5", "13.6", "13.7")
+    for size in (1, 2, 3)
+    for arg in ("-i", f"{group}.{size}")
+]
+KOSOKU = shutil.which("kosoku") or str(Path(sys.executable).with_name("kosoku"))
 
 # A dashboard-like reading: repetitive keys, as compression sees them on a real feed.
 READING = {
@@ -98,3 +111,26 @@ async def test_with_the_setting_a_compressed_connection_negotiates_and_exchanges
     assert ack["header"]["id"] == "h" and ack["payload"]["messages"][0]["payload"] == READING
     assert seen == [True]
     await ws.close()
+
+
+@pytest.mark.timeout(600)
+def test_compressed_frames_pass_the_autobahn_compression_cases(
+    live_server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """Autobahn's compression cases on the echo route, with our lean send path compressing: what a
+    browser's inflater gets is by the book. Every payload kind (12.1-12.5) and every offer (13.1-13.7:
+    windows, context takeover) at the three smallest sizes; all 216 cases take over ten minutes here."""
+    if not Path(KOSOKU).exists():
+        pytest.fail("kosoku is not installed (requirements-dev.txt)")
+    server = live_server_factory(WEBSOCKET_DEFLATE="true", REALTIME_ANONYMOUS_MAX_FRAME_BYTES="32768")
+    run = subprocess.run(
+        [KOSOKU, *CASES, "-p", "4", "-o", str(tmp_path), f"127.0.0.1:{server.port}"],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    reports = list(tmp_path.glob("*_case_*.json"))
+    assert len(reports) == len(CASES) // 2, len(reports)
