@@ -89,6 +89,8 @@ export class WebconnectRealtime {
   readonly transport: "websocket" | "sse" | null;
   readonly subscriptions: Map<string, Subscription>;
   onclose: ((event: { code: number; reason?: string }, reason?: string) => void) | null;
+  /** Called when the client switched to the SSE fallback (it is live again; `open()` was not called). */
+  onfallback: (() => void) | null;
   closeReason?: string;
   connect(): Promise<this>;
   open(): Promise<void>;

@@ -43,6 +43,7 @@
       this.socket = null;
       this.transport = null;
       this.onclose = null;
+      this.onfallback = null;
       this.closeReason = void 0;
       this.retryAfter = 0;
       this._upgradeTimer = null;
@@ -338,6 +339,7 @@
       this.transport = "sse";
       this.attempt = 0;
       this._resubscribeAll();
+      if (this.onfallback) this.onfallback();
       clearTimeout(this._upgradeTimer);
       this._upgradeTimer = setTimeout(() => this._tryUpgrade(), this.options.upgradeInterval);
     }

@@ -66,6 +66,7 @@ export class WebconnectRealtime {
     this.socket = null;
     this.transport = null; // "websocket" | "sse" once connected
     this.onclose = null;
+    this.onfallback = null;
     this.closeReason = undefined;
     this.retryAfter = 0;
     this._upgradeTimer = null;
@@ -393,6 +394,7 @@ export class WebconnectRealtime {
     this.transport = "sse";
     this.attempt = 0;
     this._resubscribeAll();
+    if (this.onfallback) this.onfallback(); // the page is live again, over SSE (open() is not called)
     clearTimeout(this._upgradeTimer);
     this._upgradeTimer = setTimeout(() => this._tryUpgrade(), this.options.upgradeInterval);
   }
