@@ -36,7 +36,12 @@ def test_without_websockets_the_dashboard_streams_over_sse(page: Any, live_daphn
     ARTIFACTS.mkdir(exist_ok=True)
     producer = start_producer(live_daphne, seconds=40)
     streams: list[str] = []
-    page.on("request", lambda request: "/events/" in request.url and streams.append(request.url))
+
+    def seen(request: Any) -> None:
+        if "/events/" in request.url:
+            streams.append(request.url)
+
+    page.on("request", seen)
     try:
         sign_in(page, live_daphne, "viewer")
         page.add_init_script(NO_WEBSOCKETS)
