@@ -52,7 +52,7 @@ format: $(VENV)/.dev-installed
 
 ## Rebuild the co-editing bundle (collab/static/collab/editor.bundle.js) from frontend/'s lockfile.
 assets:
-	cd frontend && npm ci --no-audit --no-fund && npm run build
+	cd frontend && npm ci --no-audit --no-fund && npm run build && npm run build:client
 
 clean:
 	rm -rf $(VENV) .data staticfiles test-artifacts

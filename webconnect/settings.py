@@ -473,6 +473,15 @@ HTTP_HEADER_TIMEOUT = envint("HTTP_HEADER_TIMEOUT", 10, minimum=1)
 HTTP_IDLE_TIMEOUT = envint("HTTP_IDLE_TIMEOUT", 60, minimum=1)
 HTTP_RESPONSE_TIMEOUT = envint("HTTP_RESPONSE_TIMEOUT", 300, minimum=0)
 WEBSOCKET_CONNECT_TIMEOUT = envint("WEBSOCKET_CONNECT_TIMEOUT", 10, minimum=1)
+# permessage-deflate (RFC 7692), negotiated with clients that offer it. Off by default: compressing
+# attacker-influenced data next to secrets over TLS invites CRIME/BREACH-style attacks (OWASP), and
+# each compressed socket holds a compressor (docs/protocol.md has the measured memory). Daphne and
+# uvicorn; Granian has none. The window (2^bits bytes, 9..15) and zlib memLevel (1..9) bound that memory.
+WEBSOCKET_DEFLATE = envbool("WEBSOCKET_DEFLATE", False)
+WEBSOCKET_DEFLATE_WINDOW_BITS = envint("WEBSOCKET_DEFLATE_WINDOW_BITS", 12, minimum=9)
+WEBSOCKET_DEFLATE_MEM_LEVEL = envint("WEBSOCKET_DEFLATE_MEM_LEVEL", 5, minimum=1)
+if WEBSOCKET_DEFLATE_WINDOW_BITS > 15 or WEBSOCKET_DEFLATE_MEM_LEVEL > 9:
+    raise ImproperlyConfigured("WEBSOCKET_DEFLATE_WINDOW_BITS must be 9..15 and WEBSOCKET_DEFLATE_MEM_LEVEL 1..9")
 
 # Real-time messaging (/ws/, webconnect.realtime). The server sends a `ping` frame
 # every interval; a connection that sends nothing for the idle timeout is closed.
@@ -511,6 +520,9 @@ KERNEL_BACKGROUND_TASKS = envbool("KERNEL_BACKGROUND_TASKS", True)
 SHUTDOWN_GRACE_SECONDS = envint("SHUTDOWN_GRACE_SECONDS", 10, minimum=1)
 # Seconds after which the presence entries of a server process that stopped refreshing them (it died) vanish.
 REALTIME_PRESENCE_TTL = envint("REALTIME_PRESENCE_TTL", 30, minimum=3)
+# The SSE fallback (GET /api/channels/<channel>/events/) writes a comment this often (seconds) and
+# re-checks the stream's authorization then.
+REALTIME_SSE_HEARTBEAT_SECONDS = envint("REALTIME_SSE_HEARTBEAT_SECONDS", 15, minimum=1)
 # /metrics is for staff, and for these client addresses (exact IPs or CIDR ranges).
 METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS")
 

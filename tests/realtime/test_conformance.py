@@ -1,6 +1,7 @@
 """The production server speaks WebSocket by the book: the Autobahn cases (`kosoku`) against a live echo route.
 
-Cases 9.* (performance) and 12.*/13.* (compression, which the servers do not negotiate) are left out.
+Cases 9.* (performance) and 12.*/13.* (compression, off by default) are left out; tests/realtime/
+test_deflate.py runs compression cases with WEBSOCKET_DEFLATE on.
 The echo route exists only in test settings (tests/echo.py); the server is the one `manage.py serve`
 starts by default, so this follows the production choice.
 """

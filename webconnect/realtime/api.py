@@ -7,18 +7,19 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import serializers
 from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webconnect.identity import principal_from_request, request_client_ip
-from webconnect.realtime import metrics, protocol, services, tickets
+from webconnect.realtime import metrics, protocol, services, sse, tickets
 
 STATUS = {
     "bad_request": 400,
@@ -151,6 +152,43 @@ class ChannelPresenceApi(APIView):
         except protocol.ProtocolError as error:
             return error_response(error)
         return Response(result)
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets `Accept: text/event-stream` (EventSource) through DRF's negotiation; errors stay JSON."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        return protocol.dumps(data).encode()
+
+
+class ChannelEventsApi(APIView):
+    """The channel as Server-Sent Events (the HTTP fallback for clients without WebSockets)."""
+
+    required_scopes = ["realtime:read"]
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("since", str, description="<epoch>:<offset> to recover from (or the Last-Event-ID header)")
+        ],
+        responses={(200, "text/event-stream"): OpenApiTypes.STR},
+        operation_id="channel_events",
+    )
+    def get(self, request: Request, channel: str) -> StreamingHttpResponse | Response:
+        try:
+            _channel(channel)
+            since = sse.parse_event_id(request.headers.get("Last-Event-ID") or request.query_params.get("since"))
+            chunks = async_to_sync(sse.channel_events)(principal_from_request(request), channel, since)
+        except protocol.ProtocolError as error:
+            return error_response(error)
+        response = StreamingHttpResponse(chunks, content_type="text/event-stream; charset=utf-8")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+        return response
 
 
 # --- /metrics ---------------------------------------------------------------------------------

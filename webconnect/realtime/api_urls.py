@@ -9,4 +9,5 @@ urlpatterns = [
     path("channels/<str:channel>/publish/", api.ChannelPublishApi.as_view(), name="api-channel-publish"),
     path("channels/<str:channel>/history/", api.ChannelHistoryApi.as_view(), name="api-channel-history"),
     path("channels/<str:channel>/presence/", api.ChannelPresenceApi.as_view(), name="api-channel-presence"),
+    path("channels/<str:channel>/events/", api.ChannelEventsApi.as_view(), name="api-channel-events"),
 ]

@@ -21,13 +21,14 @@ from django.conf import settings
 from webconnect.identity import Principal
 from webconnect.kernel import codes
 from webconnect.kernel.outages import is_unavailable
-from webconnect.realtime import metrics, pipeline, protocol, services
+from webconnect.realtime import metrics, pipeline, protocol, protocol_msgpack, services
 from webconnect.realtime.hub import get_hub
 from webconnect.realtime.selectors import NamespaceConfig
 
 logger = logging.getLogger(__name__)
 
 SendText = Callable[[str], Awaitable[None]]
+SendBytes = Callable[[bytes], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
 
 
@@ -58,10 +59,19 @@ class Connection:
     """The /ws/ protocol of one socket; its lifecycle is the kernel's (RealtimeConsumer)."""
 
     def __init__(
-        self, principal: Principal, send_text: SendText, close: Close, id: str, *, batching: bool = False
+        self,
+        principal: Principal,
+        send_text: SendText,
+        close: Close,
+        id: str,
+        *,
+        batching: bool = False,
+        send_msgpack: SendBytes | None = None,
     ) -> None:
         self.id = id
         self.batching = batching  # the client negotiated protocol.BATCH_SUBPROTOCOL
+        # Set when the client negotiated protocol.MSGPACK_SUBPROTOCOL: frames go out as MessagePack.
+        self._send_msgpack = send_msgpack
         self.principal = principal
         self._send_text = send_text
         self._close = close
@@ -99,6 +109,10 @@ class Connection:
         # up meanwhile in one frame, any other client one frame per envelope.
         queue, send = self.queue, self._send_text
         try:
+            if self._send_msgpack is not None:
+                send_binary, transcode = self._send_msgpack, protocol_msgpack.from_json
+                while True:
+                    await send_binary(transcode(await queue.get()))
             if not self.batching:
                 while True:
                     await send(await queue.get())
@@ -167,7 +181,12 @@ class Connection:
     async def receive(self, text: str | None, data: bytes | None) -> None:
         if self.closing:
             return
-        if text is None:
+        msgpack = self._send_msgpack is not None
+        if msgpack and data is None:
+            metrics.FRAMES_IN.labels("text").inc()
+            self.send_error(protocol.ProtocolError("bad_request", "text frames are not accepted: send MessagePack"))
+            return
+        if not msgpack and text is None:
             metrics.FRAMES_IN.labels("binary").inc()
             self.send_error(protocol.ProtocolError("bad_request", "binary frames are not accepted: send JSON text"))
             return
@@ -178,7 +197,12 @@ class Connection:
             if self.principal.is_authenticated
             else settings.REALTIME_ANONYMOUS_MAX_FRAME_BYTES
         )
-        if len(text) > limit // 4 and len(text.encode("utf-8", "surrogatepass")) > limit:
+        if data is not None and msgpack:
+            too_large = len(data) > limit
+        else:
+            assert text is not None
+            too_large = len(text) > limit // 4 and len(text.encode("utf-8", "surrogatepass")) > limit
+        if too_large:
             metrics.ERRORS.labels("too_large").inc()
             await self.terminate(codes.TOO_LARGE, f"frame larger than {limit} bytes")
             return
@@ -186,8 +210,11 @@ class Connection:
         kind = "invalid"
         frame: protocol.Frame | None = None
         try:
-            frame = protocol.parse_frame(text)
-            assert frame is not None
+            if data is not None and msgpack:
+                frame = protocol_msgpack.parse_frame(data)
+            else:
+                assert text is not None
+                frame = protocol.parse_frame(text)
             kind = frame.type
             frame = await pipeline.run(self.ctx, frame)
             if frame is not None:

@@ -43,6 +43,19 @@ ERROR_CODES = frozenset(
 BATCH_SUBPROTOCOL = "webconnect.json.batch.v1"
 # A batched frame stops growing at this many characters (one envelope alone may be larger).
 BATCH_MAX_CHARS = 64 * 1024
+# The default codec, selected when a client names it; a client naming no subprotocol gets it too.
+JSON_SUBPROTOCOL = "webconnect.json.v1"
+# MessagePack binary frames (webconnect.realtime.protocol_msgpack).
+MSGPACK_SUBPROTOCOL = "webconnect.msgpack.v1"
+SUBPROTOCOLS = (JSON_SUBPROTOCOL, BATCH_SUBPROTOCOL, MSGPACK_SUBPROTOCOL)
+
+
+def choose_subprotocol(offered: Any) -> str | None:
+    """The first subprotocol the client offered that the server speaks (None: plain JSON, none named)."""
+    for name in offered or ():
+        if name in SUBPROTOCOLS:
+            return str(name)
+    return None
 
 
 def join_batch(envelopes: list[str]) -> str:
@@ -211,6 +224,15 @@ def namespace_of(channel: str) -> str:
 def parse_frame(text: str) -> Frame:
     """Parse one client text frame or raise ProtocolError."""
     data, escaped = _loads(text)
+    return frame_from_envelope(data, escaped=escaped)
+
+
+def frame_from_envelope(data: Any, *, escaped: bool = True) -> Frame:
+    """Validate one decoded envelope (JSON here, MessagePack in protocol_msgpack) into a Frame.
+
+    `escaped`: the value may still hold a lone surrogate (check_text runs); a decoder that
+    already refused them passes False.
+    """
     if not isinstance(data, dict):
         raise ProtocolError("bad_request", "a frame must be a JSON object")
     header = data.get("header")

@@ -7,6 +7,7 @@ import logging
 import struct
 from typing import Any
 
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory
 from daphne.server import Server
@@ -138,15 +139,15 @@ class CappedWebSocketProtocol(WebSocketProtocol):  # type: ignore[misc]
         Daphne's `serverSend` goes through autobahn's `sendMessage` -> `sendFrame` -> `sendData`,
         which formats debug-log arguments (`hltype`/`hlval`, click styling) for every frame even
         with debug logging off, and logs per frame itself: most of Daphne's cost per delivery.
-        This is the same frame (server frames are unmasked; no compression is negotiated), written
-        the same way; anything unusual (not open yet, queued writes, compression, over the limit)
-        takes autobahn's path.
+        This is the same frame (server frames are unmasked), written the same way; with
+        permessage-deflate negotiated the payload is compressed here by the connection's own
+        compressor (autobahn's, so its context and settings hold) and RSV1 is set, as autobahn
+        does. Anything unusual (not open yet, queued writes, over the limit) takes autobahn's path.
         """
         payload = content if binary else content.encode("utf8")
         length = len(payload)
         if (
             self.state != self.STATE_OPEN
-            or self._perMessageCompress is not None
             or self.send_queue
             or self.maskServerFrames
             or self.autoFragmentSize
@@ -155,6 +156,12 @@ class CappedWebSocketProtocol(WebSocketProtocol):  # type: ignore[misc]
             super().serverSend(content, binary)
             return
         opcode = 0x82 if binary else 0x81  # FIN + binary/text
+        compressor = self._perMessageCompress
+        if compressor is not None:
+            compressor.start_compress_message()
+            payload = compressor.compress_message_data(payload) + compressor.end_compress_message()
+            length = len(payload)
+            opcode |= 0x40  # RSV1: this message is compressed
         if length <= 125:
             header = struct.pack("!BB", opcode, length)
         elif length <= 0xFFFF:
@@ -162,6 +169,29 @@ class CappedWebSocketProtocol(WebSocketProtocol):  # type: ignore[misc]
         else:
             header = struct.pack("!BBQ", opcode, 127, length)
         self.transport.write(header + payload)
+
+
+def accept_deflate(offers: list[Any]) -> Any:
+    """Accept a client's permessage-deflate offer (only with WEBSOCKET_DEFLATE on), with our window and memory.
+
+    The server compresses with a 2^WEBSOCKET_DEFLATE_WINDOW_BITS window (a smaller window than the
+    client's decompressor allows is always readable), and asks the client for the same when its
+    offer lets it, which bounds the server's decompressor too. Inflated messages are bounded by
+    the same message size limit as uncompressed ones.
+    """
+    bits = settings.WEBSOCKET_DEFLATE_WINDOW_BITS
+    for offer in offers:
+        if not isinstance(offer, PerMessageDeflateOffer):
+            continue
+        window = bits if not offer.request_max_window_bits else min(bits, offer.request_max_window_bits)
+        return PerMessageDeflateOfferAccept(  # type: ignore[no-untyped-call]
+            offer,
+            request_max_window_bits=bits if offer.accept_max_window_bits else 0,
+            window_bits=window,
+            mem_level=settings.WEBSOCKET_DEFLATE_MEM_LEVEL,
+            max_message_size=settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE,
+        )
+    return None
 
 
 class DrainingServer(Server):  # type: ignore[misc]
@@ -193,6 +223,8 @@ class DrainingServer(Server):  # type: ignore[misc]
     @ws_factory.setter
     def ws_factory(self, factory: WebSocketFactory) -> None:
         factory.protocol = CappedWebSocketProtocol
+        if settings.WEBSOCKET_DEFLATE:
+            factory.setProtocolOptions(perMessageCompressionAccept=accept_deflate)
         self._ws_factory = factory
 
     def listen_success(self, port: Any) -> None:

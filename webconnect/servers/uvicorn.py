@@ -110,7 +110,8 @@ def config(host: str, port: int) -> uvicorn.Config:
         ws_max_queue=int(os.environ.get("UVICORN_WS_MAX_QUEUE", "4")),
         ws_ping_interval=PING_INTERVAL,
         ws_ping_timeout=PING_TIMEOUT,
-        ws_per_message_deflate=False,  # Daphne negotiates none either
+        # Off unless WEBSOCKET_DEFLATE (as under Daphne); websockets' defaults are window 2^12, memLevel 5.
+        ws_per_message_deflate=settings.WEBSOCKET_DEFLATE,
         lifespan="off",  # the kernel starts on the first connection (kernel/startup.py)
         proxy_headers=False,  # webconnect.identity reads X-Forwarded-For per TRUSTED_PROXY_COUNT
         server_header=False,

@@ -21,6 +21,8 @@ Trace = Callable[[str, str, float], None]  # direction ("<" in, ">" out), raw fr
 # or the server refuses this credential (4401 anonymous not allowed, 4403 refused).
 # docs/protocol.md "Batching": several envelopes per frame, one per line, when both sides agree.
 BATCH_SUBPROTOCOL = "webconnect.json.batch.v1"
+# MessagePack binary frames (needs the `msgpack` package: pip install "webconnect-client[msgpack]").
+MSGPACK_SUBPROTOCOL = "webconnect.msgpack.v1"
 REFUSAL_CLOSE_CODES = frozenset({4002, 4401, 4403})
 CLOSE_TOO_MANY_CONNECTIONS = 4429
 
@@ -151,8 +153,15 @@ class Client:
         trace: Trace | None = None,
         max_attempts: int | None = None,
         batch: bool = False,
+        msgpack: bool = False,
     ) -> None:
         self.url = url
+        # Offer MessagePack: frames are then binary, and a bytes payload is published and received as bytes.
+        self.msgpack = msgpack
+        if msgpack:
+            import msgpack as _msgpack  # optional dependency, only when asked for
+
+            self._packb, self._unpackb = _msgpack.packb, _msgpack.unpackb
         # Offer the batching subprotocol: the server may then send several envelopes per frame.
         self.batch = batch
         self.token = token
@@ -207,13 +216,18 @@ class Client:
                 additional_headers=headers,
                 max_size=None,
                 ping_interval=20,
-                subprotocols=[BATCH_SUBPROTOCOL] if self.batch else None,  # type: ignore[list-item]
+                subprotocols=self._offers(),  # type: ignore[arg-type]
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
             raise HandshakeRefused(status, self._refusal_reason(status)) from None
         self._started = time.monotonic()
         self._connected.set()
+
+    def _offers(self) -> list[str] | None:
+        if self.msgpack:
+            return [MSGPACK_SUBPROTOCOL]
+        return [BATCH_SUBPROTOCOL] if self.batch else None
 
     def _refusal_reason(self, status: int) -> str:
         # A refused upgrade carries no reason; what was refused is the credential we sent.
@@ -256,7 +270,10 @@ class Client:
             assert self._ws is not None
             try:
                 async for raw in self._ws:
-                    self._handle_frame(raw if isinstance(raw, str) else raw.decode())
+                    if isinstance(raw, bytes) and self.msgpack_negotiated:
+                        self._handle_msgpack(raw)
+                    else:
+                        self._handle_frame(raw if isinstance(raw, str) else raw.decode())
             except ConnectionClosed:
                 pass
             self._connected.clear()
@@ -314,6 +331,17 @@ class Client:
         """The server agreed to batch (several newline-separated envelopes per frame)."""
         return self._ws is not None and self._ws.subprotocol == BATCH_SUBPROTOCOL
 
+    @property
+    def msgpack_negotiated(self) -> bool:
+        """The server agreed to MessagePack (binary frames both ways)."""
+        return self._ws is not None and self._ws.subprotocol == MSGPACK_SUBPROTOCOL
+
+    def _handle_msgpack(self, raw: bytes) -> None:
+        frame = self._unpackb(raw, raw=False)
+        if self.trace is not None:
+            self.trace("<", repr(frame), time.monotonic() - self._started)
+        self._handle_value(frame)
+
     def _handle_frame(self, raw: str) -> None:
         if "\n" in raw and self.batching:
             for line in raw.split("\n"):
@@ -324,7 +352,9 @@ class Client:
     def _handle(self, raw: str) -> None:
         if self.trace is not None:
             self.trace("<", raw, time.monotonic() - self._started)
-        frame = json.loads(raw)
+        self._handle_value(json.loads(raw))
+
+    def _handle_value(self, frame: dict[str, Any]) -> None:
         header, payload = frame.get("header", {}), frame.get("payload")
         kind = header.get("type")
         if kind == "message":
@@ -338,7 +368,7 @@ class Client:
                         payload=payload,
                         sender=header.get("from", {}),
                         ts=header.get("ts", 0),
-                        encoding=header.get("encoding", "json"),
+                        encoding="binary" if isinstance(payload, bytes) else header.get("encoding", "json"),
                         raw=frame,
                     )
                 )
@@ -383,11 +413,16 @@ class Client:
             self._end_subscription(sub, error)
 
     async def _send(self, frame: dict[str, Any]) -> None:
+        if self._ws is None:
+            raise ConnectionError("not connected")
+        if self.msgpack_negotiated:
+            if self.trace is not None:
+                self.trace(">", repr(frame), time.monotonic() - self._started)
+            await self._ws.send(self._packb(frame, use_bin_type=True))
+            return
         raw = json.dumps(frame, separators=(",", ":"))
         if self.trace is not None:
             self.trace(">", raw, time.monotonic() - self._started)
-        if self._ws is None:
-            raise ConnectionError("not connected")
         await self._ws.send(raw)
 
     async def _call(self, header: dict[str, Any], payload: Any = None, timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109 - a per-call timeout is this API's contract

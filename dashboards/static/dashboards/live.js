@@ -39,6 +39,12 @@
         self.sync();
       });
     };
+    // No WebSocket got through (a proxy refusing upgrades): the client streams over SSE instead.
+    rt.onfallback = function () {
+      self.open = true;
+      self.onStatus("live");
+      self.sync();
+    };
     rt.onclose = function (event) {
       self.open = false;
       self.onStatus(event.code === 4002 || event.code === 4401 ? "disconnected" : "reconnecting");
