@@ -7,7 +7,9 @@ picked from that range in TIME_WAIT, and RabbitMQ then fails to listen on it aft
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import random
 import shutil
 import socket
@@ -126,6 +128,11 @@ class PrivateMosquitto:
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {self.root}/\nmax_queued_messages 100000\n"
         )
+        # Started as root, Mosquitto drops to its own account, which must be able to write its database here.
+        if os.geteuid() == 0:
+            with contextlib.suppress(KeyError):
+                account = pwd.getpwnam("mosquitto")
+                os.chown(self.root, account.pw_uid, account.pw_gid)
 
     @property
     def url(self) -> str:
