@@ -8,17 +8,23 @@ picked from that range in TIME_WAIT, and RabbitMQ then fails to listen on it aft
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import random
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import requests
 
 from tests.conftest import ARTIFACTS, ROOT
 
@@ -195,3 +201,44 @@ def start_runner(database_name: str, env: dict[str, str]) -> Runner:
             [sys.executable, "manage.py", "runbridges"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
         )
     return Runner(process, log_path)
+
+
+# --- Talking to a live server -----------------------------------------------------------------
+
+
+def metric(server_url: str, name: str, target: str) -> float | None:
+    text = requests.get(f"{server_url}/metrics", timeout=10).text
+    found = re.search(rf'^{name}\{{target="{target}"\}} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def wait_until(condition: Callable[[], Any], seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"after {seconds} s: {what}")
+
+
+def publish(server_url: str, token: str, channel: str, payload: Any) -> str:
+    """A REST publish; the id the platform acknowledged (epoch:offset)."""
+    response = requests.post(
+        f"{server_url}/api/channels/{channel}/publish/",
+        data=json.dumps(payload),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    return f"{response.json()['epoch']}:{response.json()['offset']}"
+
+
+def history(server_url: str, token: str, channel: str) -> list[dict[str, Any]]:
+    response = requests.get(
+        f"{server_url}/api/channels/{channel}/history/?limit=50",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return list(response.json()["messages"])

@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import aiomqtt
 import pytest
-import requests
 from django.db import connection, transaction
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -22,8 +20,7 @@ from bridges.models import MQTTBridge
 from dashboards import services as dashboards
 from policies.models import AccessPolicy
 from policies.services import policy_version_bump
-from tests.bridges.support import PrivateMosquitto, start_runner
-from tests.bridges.test_rabbitmq import history, metric, publish, wait_until
+from tests.bridges.support import PrivateMosquitto, history, metric, publish, start_runner, wait_until
 from tests.browser.test_dashboards_browser import open_page, sign_in
 from webconnect.models import Namespace
 
@@ -186,7 +183,7 @@ def test_a_broker_restart_loses_nothing_acknowledged_in_either_direction(
             sent += await asyncio.to_thread(commands, range(3, 8))
             mosquitto.start()
             await asyncio.sleep(1)
-            nonlocal_runner.append(start_runner(database, env))
+            restarted.append(start_runner(database, env))
             await asyncio.to_thread(
                 wait_until,
                 lambda: (
@@ -203,13 +200,13 @@ def test_a_broker_restart_loses_nothing_acknowledged_in_either_direction(
             with contextlib.suppress(asyncio.CancelledError):
                 await listening
 
-    nonlocal_runner: list[Any] = []
+    restarted: list[Any] = []
     try:
         sent = asyncio.run(scenario())
         stored = history(server.url, token, "sensors.line1.temp")
     finally:
         runner.stop()
-        for started in nonlocal_runner:
+        for started in restarted:
             started.stop()
         server.stop()
     # Each reading the broker acknowledged is in the channel exactly once (QoS 1 redeliveries removed).

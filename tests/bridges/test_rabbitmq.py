@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import aio_pika
 import pytest
-import requests
 from django.db import connection
 
 from bridges.models import RabbitMQBridge
-from tests.bridges.support import PrivateRabbitMQ, Runner, start_runner
+from tests.bridges.support import PrivateRabbitMQ, Runner, history, metric, publish, start_runner, wait_until
 from webconnect.models import Namespace
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -28,34 +26,6 @@ def rabbitmq() -> Iterator[PrivateRabbitMQ]:
     broker.start()
     yield broker
     broker.destroy()
-
-
-def metric(server_url: str, name: str, target: str) -> float | None:
-    text = requests.get(f"{server_url}/metrics", timeout=10).text
-    found = re.search(rf'^{name}\{{target="{target}"\}} (\S+)$', text, re.MULTILINE)
-    return float(found.group(1)) if found else None
-
-
-def wait_until(condition: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"after {seconds} s: {what}")
-
-
-def publish(server_url: str, token: str, channel: str, payload: Any) -> str:
-    """A REST publish; the id the platform acknowledged (epoch:offset)."""
-    response = requests.post(
-        f"{server_url}/api/channels/{channel}/publish/",
-        data=json.dumps(payload),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
-    return f"{response.json()['epoch']}:{response.json()['offset']}"
 
 
 async def bind_queue(url: str, exchange: str, queue: str) -> None:
@@ -89,16 +59,6 @@ async def send(url: str, queue: str, body: bytes, *, message_id: str, channel: s
         await amqp.default_exchange.publish(
             aio_pika.Message(body, message_id=message_id, headers={"channel": channel}), routing_key=queue
         )
-
-
-def history(server_url: str, token: str, channel: str) -> list[dict[str, Any]]:
-    response = requests.get(
-        f"{server_url}/api/channels/{channel}/history/?limit=50",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    return list(response.json()["messages"])
 
 
 def test_every_acknowledged_message_reaches_rabbitmq_once_after_dedup_across_a_broker_restart(
@@ -148,6 +108,7 @@ def test_every_acknowledged_message_reaches_rabbitmq_once_after_dedup_across_a_b
         )
     finally:
         runner.stop()
+        server.stop()
     by_id = {message.message_id: message for message in received}
     assert set(by_id) == set(acknowledged), runner.log()
     # At-least-once: a consumer that drops repeated ids sees each acknowledged message exactly once, in order.
@@ -199,11 +160,13 @@ def test_a_queue_feeds_channels_as_the_service_account_acknowledged_once_stored(
         time.sleep(1)  # anything more (a duplicate) would have arrived by now
         messages = history(server.url, token, "chat.devices")
         leftover = asyncio.run(_depths(rabbitmq.url, ["wc.test.in", "wc.test.plant"]))
+        plant_messages = history(server.url, token, "plant.line")
     finally:
         runner.stop()
+        server.stop()
     assert [m["payload"] for m in messages] == [{"n": 1}, {"n": 5}], runner.log()
     assert {m["header"]["from"]["name"] for m in messages} == {"bridge-svc"}
-    assert history(server.url, mint_token("reader", scopes="realtime:read"), "plant.line") == []
+    assert plant_messages == []
     # Refused messages were rejected (to a dead-letter exchange if the queue has one), not left to spin.
     assert leftover == [0, 0]
     assert "forbidden" in runner.log() and "not JSON" in runner.log()
