@@ -19,7 +19,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 from django.conf import settings
 
-from bridges import metrics, outbox
+from bridges import metrics, outbox, store
 from bridges.ingest import Outcome, ingest
 from bridges.selectors import AMQP, AmqpRoute, asnapshot
 from bridges.status import Status
@@ -73,7 +73,7 @@ async def _mirror_on(channel: AbstractChannel, box: outbox.Outbox) -> None:
                 )
             sendable.append((entry, exchanges[route.exchange]))
         if orphans:
-            await box.client.incrby(outbox.dropped_key(AMQP), len(orphans))
+            await box.client.incrby(store.dropped_key(AMQP), len(orphans))
         # All of a batch in flight at once; each publish returns when RabbitMQ confirmed it.
         results = await asyncio.gather(
             *(exchange.publish(_message(entry), routing_key=entry.channel) for entry, exchange in sendable),

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 
-from bridges import metrics, outbox
+from bridges import metrics, store
 from webconnect.identity import ConnectionAuth, Principal, principal_for_user
 from webconnect.kernel.outages import is_unavailable
 from webconnect.realtime import protocol
@@ -51,7 +51,7 @@ def service_principal(user: Any, target: str) -> Principal:
 
 def dedup_key(target: str, namespace: str, key: str) -> str:
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-    return f"{outbox.prefix()}:seen:{target}:{namespace}:{digest}"
+    return f"{store.prefix()}:seen:{target}:{namespace}:{digest}"
 
 
 async def ingest(
@@ -64,7 +64,7 @@ async def ingest(
         payload = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         return _rejected(target, "bad_request", f"the message for {channel} is not JSON")
-    client = outbox.redis_client()
+    client = store.redis_client()
     seen = dedup_key(target, namespace, f"{channel}\0{dedup}") if dedup else None
     try:
         if seen is not None and await client.exists(seen):

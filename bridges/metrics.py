@@ -14,6 +14,8 @@ from typing import Any
 from django.conf import settings
 from prometheus_client import Counter, Gauge
 
+from bridges import store
+
 logger = logging.getLogger(__name__)
 
 BUFFERED = Gauge(
@@ -64,13 +66,11 @@ def figures() -> dict[str, Any]:
 
 
 async def refresh(client: Any, targets: tuple[str, ...]) -> None:
-    from bridges import outbox
-
     async with client.pipeline(transaction=False) as pipe:
         for target in targets:
-            pipe.xlen(outbox.stream_key(target))
-            pipe.get(outbox.dropped_key(target))
-        pipe.hgetall(outbox.status_key())
+            pipe.xlen(store.stream_key(target))
+            pipe.get(store.dropped_key(target))
+        pipe.hgetall(store.status_key())
         answers = await pipe.execute()
     status = {k.decode(): v.decode() for k, v in answers[-1].items()}
     fresh = time.time() - float(status.get("updated", 0)) < STALE_SECONDS
@@ -82,12 +82,10 @@ async def refresh(client: Any, targets: tuple[str, ...]) -> None:
 
 async def run() -> None:
     """Copy the bridge figures from Redis every second (a kernel background task of each web process)."""
-    from bridges import outbox
-
-    targets = outbox.configured_targets()
+    targets = store.configured_targets()
     if not targets:
         return
-    client = outbox.redis_client()
+    client = store.redis_client()
     while True:
         try:
             await refresh(client, targets)

@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from bridges import mapping, metrics, outbox
+from bridges import mapping, metrics, outbox, store
 from bridges.amqp import backoff
 from bridges.ingest import Outcome, ingest
 from bridges.selectors import MQTT, MqttRoute, Snapshot, asnapshot
@@ -128,7 +128,7 @@ async def _mirror_loop(client: aiomqtt.Client, box: outbox.Outbox) -> None:
         for entry in orphans:
             logger.warning("bridges: mqtt bridge of %s removed: message %s not sent", entry.channel, entry.message_id)
         if orphans:
-            await box.client.incrby(outbox.dropped_key(MQTT), len(orphans))
+            await box.client.incrby(store.dropped_key(MQTT), len(orphans))
         results = await asyncio.gather(*(_publish(client, entry) for entry in sendable), return_exceptions=True)
         confirmed = [e for e, result in zip(sendable, results, strict=True) if not isinstance(result, BaseException)]
         await box.done(confirmed + orphans)

@@ -9,16 +9,15 @@ entries: beyond that a message is not queued for that target and the drop is cou
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from django.conf import settings
 
 from bridges import metrics
-from bridges.selectors import TARGETS, asnapshot
+from bridges.selectors import asnapshot
+from bridges.store import configured_targets, dropped_key, message_id, redis_client, stream_key
 from webconnect.realtime import protocol
 from webconnect.realtime.hub import Published
 
@@ -33,47 +32,6 @@ end
 redis.call('XADD', KEYS[1], '*', 'c', ARGV[2], 'id', ARGV[3], 'm', ARGV[4])
 return 1
 """
-
-
-def prefix() -> str:
-    return f"{settings.REALTIME_REDIS_PREFIX}:bridges"
-
-
-def stream_key(target: str) -> str:
-    return f"{prefix()}:outbox:{target}"
-
-
-def dropped_key(target: str) -> str:
-    return f"{prefix()}:dropped:{target}"
-
-
-def status_key() -> str:
-    return f"{prefix()}:status"
-
-
-def message_id(epoch: str, offset: int) -> str:
-    """A message's id on every broker: unique per channel, the same on every redelivery."""
-    return f"{epoch}:{offset}"
-
-
-def configured_targets() -> tuple[str, ...]:
-    """The targets this deployment has a broker for (needs Redis: the outbox lives there)."""
-    if not settings.REDIS_URL:
-        return ()
-    urls = {"amqp": settings.BRIDGES_AMQP_URL, "mqtt": settings.BRIDGES_MQTT_URL}
-    return tuple(target for target in TARGETS if urls[target])
-
-
-_clients: dict[int, Any] = {}
-
-
-def redis_client() -> Any:
-    """One client per event loop (redis.asyncio connections belong to the loop that made them)."""
-    loop = id(asyncio.get_running_loop())
-    client = _clients.get(loop)
-    if client is None:
-        client = _clients[loop] = aioredis.Redis.from_url(settings.REDIS_URL)
-    return client
 
 
 async def on_published(message: Published) -> None:

@@ -17,9 +17,11 @@ import secrets
 import socket
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 
-from bridges import amqp, mqtt, outbox
+from bridges import amqp, mqtt, outbox, store
 from bridges.selectors import AMQP, MQTT, Snapshot, asnapshot
 from bridges.status import Status
 
@@ -42,7 +44,7 @@ class NotConfigured(Exception):
 
 
 def lease_key() -> str:
-    return f"{outbox.prefix()}:lease"
+    return f"{store.prefix()}:lease"
 
 
 async def _keep_lease(client: Any, token: str) -> None:
@@ -54,7 +56,7 @@ async def _keep_lease(client: Any, token: str) -> None:
 
 
 def _workers(snapshot: Snapshot, client: Any, status: Status) -> list[asyncio.Task[None]]:
-    targets = outbox.configured_targets()
+    targets = store.configured_targets()
     tasks = []
     if AMQP in targets:
         tasks.append(asyncio.create_task(amqp.mirror(settings.BRIDGES_AMQP_URL, outbox.Outbox(client, AMQP), status)))
@@ -75,6 +77,8 @@ async def _supervise(client: Any, status: Status) -> None:
         try:
             while True:
                 await asyncio.sleep(max(1, settings.BRIDGES_CONFIG_SECONDS))
+                # A long-lived process has no request cycle: drop a connection the database closed.
+                await sync_to_async(close_old_connections)()
                 changed = await asnapshot()
                 if changed.signature() != snapshot.signature():
                     logger.info("bridges: settings changed, reconnecting")
@@ -90,10 +94,10 @@ async def _supervise(client: Any, status: Status) -> None:
 
 async def run_bridges() -> None:
     """Until cancelled: wait for the lease, then run every configured bridge."""
-    targets = outbox.configured_targets()
+    targets = store.configured_targets()
     if not targets:
         raise NotConfigured("no bridge to run: set REDIS_URL and BRIDGES_AMQP_URL and/or BRIDGES_MQTT_URL")
-    client = outbox.redis_client()
+    client = store.redis_client()
     token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
     status = Status(client)
     while True:

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from bridges import metrics, outbox
+from bridges import metrics, store
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Status:
 
     async def heartbeat(self, interval: float = 1.0) -> None:
         """Write the state every `interval` seconds; a runner that stops writing counts as down."""
-        key = outbox.status_key()
+        key = store.status_key()
         while True:
             try:
                 await self.client.hset(key, mapping={**self.fields, **self._forwarded(), "updated": str(time.time())})

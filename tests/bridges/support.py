@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,11 @@ import requests
 from tests.conftest import ARTIFACTS, ROOT
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
+
+
+def fresh(name: str) -> str:
+    """`name` made unique: channel history in Redis outlives a test's database flush (and a rerun)."""
+    return f"{name}{uuid.uuid4().hex[:8]}"
 
 
 def low_free_port() -> int:

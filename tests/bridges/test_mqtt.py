@@ -20,13 +20,14 @@ from bridges.models import MQTTBridge
 from dashboards import services as dashboards
 from policies.models import AccessPolicy
 from policies.services import policy_version_bump
-from tests.bridges.support import PrivateMosquitto, history, metric, publish, start_runner, wait_until
+from tests.bridges.support import PrivateMosquitto, fresh, history, metric, publish, start_runner, wait_until
 from tests.browser.test_dashboards_browser import open_page, sign_in
 from webconnect.models import Namespace
 
 T = TypeVar("T")
 
-pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+# Broker (re)starts and runner processes take their time on a loaded machine.
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
 
 
 @pytest.fixture
@@ -68,11 +69,11 @@ def device(broker: PrivateMosquitto, name: str, *, persistent: bool = False) -> 
     )  # fmt: skip
 
 
-async def send_readings(broker: PrivateMosquitto, values: list[int]) -> None:
+async def send_readings(broker: PrivateMosquitto, line: str, values: list[int]) -> None:
     """QoS 1: each publish returns once the broker acknowledged it."""
-    async with device(broker, "sensor-line1") as client:
+    async with device(broker, f"sensor-{line}") as client:
         for value in values:
-            await client.publish("sensors/line1/temp", json.dumps({"celsius": value, "seq": value}), qos=1)
+            await client.publish(f"sensors/{line}/temp", json.dumps({"celsius": value, "seq": value}), qos=1)
 
 
 @pytest.mark.browser
@@ -84,46 +85,48 @@ def test_device_readings_over_mqtt_move_a_dashboard_widget_in_chromium_and_comma
     page: Any,
 ) -> None:
     sensors_bridge(make_user)
+    line = fresh("line")
     owner = make_user("plant-owner", staff=True)
     dashboard = dashboards.dashboard_create(owner=owner, title="Line 1")
     stat = dashboards.widget_create(
-        dashboard=dashboard, kind="stat", title="Line 1 temperature", channel="sensors.line1.temp",
+        dashboard=dashboard, kind="stat", title="Line 1 temperature", channel=f"sensors.{line}.temp",
         value_paths=["celsius"], options={"decimals": 0},
     )  # fmt: skip
     env = {"BRIDGES_MQTT_URL": mosquitto.url, "BRIDGES_CONFIG_SECONDS": "0", "METRICS_ALLOWED_IPS": "127.0.0.1"}
     server = live_server_factory(**env)
     runner = start_runner(str(connection.settings_dict["NAME"]), env)
     try:
-        wait_until(lambda: metric(server.url, "webconnect_bridge_up", "mqtt") == 1.0, 30, "the bridge is up")
+        wait_until(lambda: metric(server.url, "webconnect_bridge_up", "mqtt") == 1.0, 60, "the bridge is up")
         sign_in(page, server, "plant-owner")
         open_page(page, f"{server.url}/dashboards/{dashboard.pk}/")
         page.wait_for_selector("[data-testid=live-status].live")
         page.wait_for_timeout(300)  # the subscribe acks are in
-        run_async(send_readings(mosquitto, [41, 42, 43]))
+        run_async(send_readings(mosquitto, line, [41, 42, 43]))
         page.wait_for_function(
             f"document.querySelector('[data-testid=widget-{stat.pk}] .stat-value').textContent.startsWith('43')",
             timeout=20_000,
         )
         assert page.text_content(f"[data-testid=widget-{stat.pk}] [data-testid=widget-status]") == ""
 
+        token = mint_token("plant-owner", scopes="realtime:write")
+
         async def command_round_trip() -> tuple[str, Any]:
             async with device(mosquitto, "actuator-line1") as client:
-                await client.subscribe("sensors/line1/cmd", qos=1)
-                token = mint_token("plant-owner", scopes="realtime:write")
-                sent = await asyncio.to_thread(publish, server.url, token, "sensors.line1.cmd", {"setpoint": 20})
+                await client.subscribe(f"sensors/{line}/cmd", qos=1)
+                sent = await asyncio.to_thread(publish, server.url, token, f"sensors.{line}.cmd", {"setpoint": 20})
                 async with asyncio.timeout(20):
                     async for message in client.messages:
                         return sent, message
             raise AssertionError("no command")
 
         sent, message = run_async(command_round_trip())
-        stored = history(server.url, mint_token("plant-owner", scopes="realtime:read"), "sensors.line1.temp")
+        stored = history(server.url, mint_token("plant-owner", scopes="realtime:read"), f"sensors.{line}.temp")
     finally:
         runner.stop()
         server.stop()
     assert json.loads(message.payload) == {"setpoint": 20}
     assert message.qos == 1
-    assert dict(message.properties.UserProperty) == {"message-id": sent, "channel": "sensors.line1.cmd"}
+    assert dict(message.properties.UserProperty) == {"message-id": sent, "channel": f"sensors.{line}.cmd"}
     # Readings are published as the service account; the bridge never echoes its own readings back to MQTT.
     assert [m["payload"]["celsius"] for m in stored] == [41, 42, 43]
     assert {m["header"]["from"]["name"] for m in stored} == {"mqtt-bridge"}
@@ -136,6 +139,7 @@ def test_a_broker_restart_loses_nothing_acknowledged_in_either_direction(
     mint_token: Callable[..., str],
 ) -> None:
     sensors_bridge(make_user)
+    line = fresh("line")
     make_user("operator", staff=True)
     token = mint_token("operator", scopes="realtime:read realtime:write")
     env = {
@@ -164,20 +168,20 @@ def test_a_broker_restart_loses_nothing_acknowledged_in_either_direction(
                 await asyncio.sleep(0.2)
 
     def commands(values: range) -> list[str]:
-        return [publish(server.url, token, "sensors.line1.cmd", {"setpoint": value}) for value in values]
+        return [publish(server.url, token, f"sensors.{line}.cmd", {"setpoint": value}) for value in values]
 
     async def scenario() -> list[str]:
         listening = asyncio.create_task(actuator())
         await asyncio.sleep(0.5)
         try:
             await asyncio.to_thread(
-                wait_until, lambda: metric(server.url, "webconnect_bridge_up", "mqtt") == 1.0, 30, "the bridge is up"
+                wait_until, lambda: metric(server.url, "webconnect_bridge_up", "mqtt") == 1.0, 60, "the bridge is up"
             )
-            await send_readings(mosquitto, list(range(5)))
+            await send_readings(mosquitto, line, list(range(5)))
             sent = await asyncio.to_thread(commands, range(3))
             # The bridge is away: the broker keeps the readings it acknowledged in the bridge's session.
             await asyncio.to_thread(runner.stop)
-            await send_readings(mosquitto, list(range(5, 10)))
+            await send_readings(mosquitto, line, list(range(5, 10)))
             # The broker restarts (writing its sessions to disk); meanwhile the platform acknowledges commands.
             mosquitto.stop()
             sent += await asyncio.to_thread(commands, range(3, 8))
@@ -188,9 +192,9 @@ def test_a_broker_restart_loses_nothing_acknowledged_in_either_direction(
                 wait_until,
                 lambda: (
                     {_message_id(m) for m in received} >= set(sent)
-                    and len(history(server.url, token, "sensors.line1.temp")) >= 10
+                    and len(history(server.url, token, f"sensors.{line}.temp")) >= 10
                 ),
-                45,
+                90,
                 "every reading stored and every command delivered",
             )
             await asyncio.sleep(1)  # anything more (a duplicate) would have arrived by now
@@ -203,7 +207,7 @@ def test_a_broker_restart_loses_nothing_acknowledged_in_either_direction(
     restarted: list[Any] = []
     try:
         sent = asyncio.run(scenario())
-        stored = history(server.url, token, "sensors.line1.temp")
+        stored = history(server.url, token, f"sensors.{line}.temp")
     finally:
         runner.stop()
         for started in restarted:

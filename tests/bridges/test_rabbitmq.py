@@ -14,10 +14,11 @@ import pytest
 from django.db import connection
 
 from bridges.models import RabbitMQBridge
-from tests.bridges.support import PrivateRabbitMQ, Runner, history, metric, publish, start_runner, wait_until
+from tests.bridges.support import PrivateRabbitMQ, Runner, fresh, history, metric, publish, start_runner, wait_until
 from webconnect.models import Namespace
 
-pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+# Broker (re)starts and runner processes take their time on a loaded machine.
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
 
 
 @pytest.fixture
@@ -68,6 +69,7 @@ def test_every_acknowledged_message_reaches_rabbitmq_once_after_dedup_across_a_b
     mint_token: Callable[..., str],
 ) -> None:
     make_user("producer", staff=True)
+    line = fresh("chat.line")
     service = make_user("bridge-svc")  # not staff: the default policies let signed-in users use chat.* only
     exchange, mirror_queue, ingest_queue = "wc.test.mirror", "wc.test.consumer", "wc.test.ingest"
     chat = Namespace.objects.get(name="chat")
@@ -82,29 +84,28 @@ def test_every_acknowledged_message_reaches_rabbitmq_once_after_dedup_across_a_b
     runner: Runner = start_runner(str(connection.settings_dict["NAME"]), env)
     try:
         asyncio.run(bind_queue(rabbitmq.url, exchange, mirror_queue))
-        acknowledged = [publish(server.url, token, "chat.line", {"n": n}) for n in range(10)]
-        wait_until(lambda: metric(server.url, "webconnect_bridge_up", "amqp") == 1.0, 30, "the bridge is up")
+        acknowledged = [publish(server.url, token, line, {"n": n}) for n in range(10)]
+        wait_until(lambda: metric(server.url, "webconnect_bridge_up", "amqp") == 1.0, 60, "the bridge is up")
 
         rabbitmq.stop()
-        wait_until(lambda: metric(server.url, "webconnect_bridge_up", "amqp") == 0.0, 30, "the bridge is down")
-        acknowledged += [publish(server.url, token, "chat.line", {"n": n}) for n in range(10, 20)]
+        wait_until(lambda: metric(server.url, "webconnect_bridge_up", "amqp") == 0.0, 60, "the bridge is down")
+        acknowledged += [publish(server.url, token, line, {"n": n}) for n in range(10, 20)]
         # The outage buffer holds what the platform acknowledged, on /metrics and the Operations figures.
         wait_until(
-            lambda: (metric(server.url, "webconnect_bridge_buffered_messages", "amqp") or 0) >= 10, 10,
+            lambda: (metric(server.url, "webconnect_bridge_buffered_messages", "amqp") or 0) >= 10, 30,
             "10 messages buffered",
         )  # fmt: skip
         ops = wait_until(
-            lambda: [m for m in history(server.url, mint_token("producer", scopes="realtime:read"), "sys.ops")
-                     if m["payload"]["bridges"]["buffered"] >= 10],
-            10, "the Operations figures show the buffer",
+            lambda: [m for m in history(server.url, token, "sys.ops") if m["payload"]["bridges"]["buffered"] >= 10],
+            30, "the Operations figures show the buffer",
         )  # fmt: skip
         assert ops[-1]["payload"]["bridges"]["up"] == {"amqp": 0.0}
 
         rabbitmq.start()
-        acknowledged += [publish(server.url, token, "chat.line", {"n": n}) for n in range(20, 30)]
+        acknowledged += [publish(server.url, token, line, {"n": n}) for n in range(20, 30)]
         received = asyncio.run(drain(rabbitmq.url, mirror_queue, set(acknowledged), 60))
         wait_until(
-            lambda: metric(server.url, "webconnect_bridge_buffered_messages", "amqp") == 0.0, 10, "the buffer drained"
+            lambda: metric(server.url, "webconnect_bridge_buffered_messages", "amqp") == 0.0, 30, "the buffer drained"
         )
     finally:
         runner.stop()
@@ -115,10 +116,10 @@ def test_every_acknowledged_message_reaches_rabbitmq_once_after_dedup_across_a_b
     ordered = [json.loads(by_id[mid].body) for mid in acknowledged]
     assert ordered == [{"n": n} for n in range(30)]
     sample = by_id[acknowledged[0]]
-    assert sample.routing_key == "chat.line"
+    assert sample.routing_key == line
     assert sample.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     assert sample.content_type == "application/json"
-    assert sample.headers["channel"] == "chat.line"
+    assert sample.headers["channel"] == line
     epoch, offset = acknowledged[0].split(":")
     assert (sample.headers["epoch"], sample.headers["offset"]) == (epoch, int(offset))
 
@@ -130,6 +131,7 @@ def test_a_queue_feeds_channels_as_the_service_account_acknowledged_once_stored(
     mint_token: Callable[..., str],
 ) -> None:
     make_user("reader", staff=True)
+    devices, plant_line = fresh("chat.devices"), fresh("plant.line")
     service = make_user("bridge-svc")
     chat = Namespace.objects.get(name="chat")
     RabbitMQBridge.objects.create(namespace=chat, ingest_queue="wc.test.in", service_user=service)
@@ -142,25 +144,25 @@ def test_a_queue_feeds_channels_as_the_service_account_acknowledged_once_stored(
     try:
 
         async def feed() -> None:
-            await send(rabbitmq.url, "wc.test.in", b'{"n": 1}', message_id="m1", channel="chat.devices")
-            await send(rabbitmq.url, "wc.test.in", b'{"n": 1}', message_id="m1", channel="chat.devices")  # redelivered
-            await send(rabbitmq.url, "wc.test.in", b"not json", message_id="m2", channel="chat.devices")
+            await send(rabbitmq.url, "wc.test.in", b'{"n": 1}', message_id="m1", channel=devices)
+            await send(rabbitmq.url, "wc.test.in", b'{"n": 1}', message_id="m1", channel=devices)  # redelivered
+            await send(rabbitmq.url, "wc.test.in", b"not json", message_id="m2", channel=devices)
             await send(
-                rabbitmq.url, "wc.test.in", b'{"n": 3}', message_id="m3", channel="plant.line"
+                rabbitmq.url, "wc.test.in", b'{"n": 3}', message_id="m3", channel=plant_line
             )  # not its namespace
-            await send(rabbitmq.url, "wc.test.plant", b'{"n": 4}', message_id="m4", channel="plant.line")  # forbidden
-            await send(rabbitmq.url, "wc.test.in", b'{"n": 5}', message_id="m5", channel="chat.devices")
+            await send(rabbitmq.url, "wc.test.plant", b'{"n": 4}', message_id="m4", channel=plant_line)  # forbidden
+            await send(rabbitmq.url, "wc.test.in", b'{"n": 5}', message_id="m5", channel=devices)
 
         asyncio.run(_depths(rabbitmq.url, ["wc.test.in", "wc.test.plant"]))  # declared as the runner declares them
         asyncio.run(feed())
         messages = wait_until(
-            lambda: (found := history(server.url, token, "chat.devices")) and len(found) >= 2 and found, 30,
+            lambda: (found := history(server.url, token, devices)) and len(found) >= 2 and found, 60,
             "two messages stored",
         )  # fmt: skip
         time.sleep(1)  # anything more (a duplicate) would have arrived by now
-        messages = history(server.url, token, "chat.devices")
+        messages = history(server.url, token, devices)
         leftover = asyncio.run(_depths(rabbitmq.url, ["wc.test.in", "wc.test.plant"]))
-        plant_messages = history(server.url, token, "plant.line")
+        plant_messages = history(server.url, token, plant_line)
     finally:
         runner.stop()
         server.stop()

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import override_settings
 
-from bridges import mapping, outbox
+from bridges import mapping, outbox, store
 from bridges.models import MQTTBridge, RabbitMQBridge
 from bridges.selectors import AMQP, MQTT, AmqpRoute, MqttRoute, Snapshot
 from webconnect.models import Namespace
@@ -79,8 +79,8 @@ async def test_a_full_outage_buffer_counts_what_it_could_not_hold(caplog: Any) -
     await sync_to_async(configure)()
     namespace = await anamespace_get("plant")
     assert namespace is not None
-    client = outbox.redis_client()
-    await client.delete(outbox.stream_key(AMQP), outbox.dropped_key(AMQP))
+    client = store.redis_client()
+    await client.delete(store.stream_key(AMQP), store.dropped_key(AMQP))
     try:
         for offset in range(1, 6):
             text = f'{{"header":{{"type":"message","channel":"plant.a","offset":{offset}}},"payload":{offset}}}'
@@ -89,12 +89,12 @@ async def test_a_full_outage_buffer_counts_what_it_could_not_hold(caplog: Any) -
         entries = await box.read(10, block_ms=10)
         assert [entry.message_id for entry in entries] == ["e1:1", "e1:2", "e1:3"]
         assert [entry.body() for entry in entries] == [b"1", b"2", b"3"]
-        assert int(await client.get(outbox.dropped_key(AMQP))) == 2
+        assert int(await client.get(store.dropped_key(AMQP))) == 2
         assert "outbox full" in caplog.text
         await box.done(entries)
-        assert await client.xlen(outbox.stream_key(AMQP)) == 0
+        assert await client.xlen(store.stream_key(AMQP)) == 0
     finally:
-        await client.delete(outbox.stream_key(AMQP), outbox.dropped_key(AMQP))
+        await client.delete(store.stream_key(AMQP), store.dropped_key(AMQP))
         await client.aclose()
-        outbox._clients.clear()
+        store._clients.clear()
         await sync_to_async(lambda: connection.close())()  # the ORM's thread, so the test database can be dropped
