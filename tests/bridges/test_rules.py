@@ -98,3 +98,22 @@ async def test_a_full_outage_buffer_counts_what_it_could_not_hold(caplog: Any) -
         await client.aclose()
         store._clients.clear()
         await sync_to_async(lambda: connection.close())()  # the ORM's thread, so the test database can be dropped
+
+
+@pytest.mark.django_db
+def test_an_existing_operations_dashboard_gets_the_bridge_widgets_once(make_user: Any) -> None:
+    import importlib
+
+    from django.apps import apps
+
+    from dashboards import selectors as dashboard_selectors
+    from dashboards import services as dashboards
+
+    dashboard = dashboards.dashboard_create(owner=make_user("ops", staff=True), title="Operations", system="ops")
+    migration = importlib.import_module("bridges.migrations.0002_ops_widgets")
+    migration.add(apps, None)
+    migration.add(apps, None)
+    titles = sorted(dashboard.widgets.values_list("title", flat=True))
+    assert titles == ["Bridge outage buffer (messages)", "Bridges up (1 = connected)"]
+    # Not in the stored layout yet: the page places them at the first free spot.
+    assert len(dashboard_selectors.layout_boxes(dashboard)) == 2
