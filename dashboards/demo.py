@@ -47,6 +47,10 @@ OPS_WIDGETS: list[dict[str, Any]] = [
     {"kind": "table", "title": "Per process: frames and errors", "value_paths": ["process", "frames_in", "frames_out",
      "errors"], "options": {"rows": 10, "key": "process"}, "w": 12},
     {"kind": "table", "title": "Last job results", "value_paths": ["jobs"], "options": {"rows": 3}, "w": 12},
+    {"kind": "line", "title": "Bridge outage buffer (messages)", "value_paths": ["bridges.buffered", "bridges.dropped"],
+     "w": 6},
+    {"kind": "bar", "title": "Bridges up (1 = connected)", "value_paths": ["bridges.up.amqp", "bridges.up.mqtt"],
+     "options": {"max": 1}, "w": 6},
 ]  # fmt: skip
 
 

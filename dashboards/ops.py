@@ -79,6 +79,12 @@ def _collectors() -> list[Any]:
         found += [policy_metrics.decisions, policy_metrics.rate_limited]
     except ImportError:  # the policy engine is optional for the figures
         pass
+    try:
+        from bridges import metrics as bridge_metrics
+
+        found += [bridge_metrics.BUFFERED, bridge_metrics.DROPPED, bridge_metrics.UP]
+    except ImportError:  # so are the bridges
+        pass
     return found
 
 
@@ -154,6 +160,12 @@ def figures(now: dict[Any, float], before: dict[Any, float], seconds: float) -> 
         "policy": {
             "decisions_per_s": _delta_rate(now, before, decisions, seconds),
             "denials_per_s": round(max(0.0, denials_now - denials_before) / seconds, 2),
+        },
+        # The bridges' outage buffer (messages waiting for a broker) and what it could not hold.
+        "bridges": {
+            "buffered": _total(now, "webconnect_bridge_buffered_messages"),
+            "dropped": _total(now, "webconnect_bridge_dropped_messages"),
+            "up": _by_label(now, "webconnect_bridge_up", "target"),
         },
     }
 

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "policies",
     "collab",
     "dashboards",
+    "bridges",
 ]
 
 MIDDLEWARE = [
@@ -536,6 +537,28 @@ DASHBOARDS_INGEST_MAX_BATCH = envint("DASHBOARDS_INGEST_MAX_BATCH", 1000, minimu
 DASHBOARDS_RECORDER_BUFFER = envint("DASHBOARDS_RECORDER_BUFFER", 100_000, minimum=100)
 # How often each web process publishes its operations figures on sys.ops.
 DASHBOARDS_OPS_INTERVAL_MS = envint("DASHBOARDS_OPS_INTERVAL_MS", 1000, minimum=100)
+
+# --- Bridges (RabbitMQ, MQTT) ---------------------------------------------------------
+
+# Brokers of `manage.py runbridges` (empty: that bridge is off). The web processes need the same values:
+# they queue messages for the bridges that are on. Per-namespace routes are edited in the admin.
+BRIDGES_AMQP_URL = envsecret("BRIDGES_AMQP_URL")  # amqp://user:password@host:5672/vhost
+BRIDGES_MQTT_URL = envsecret("BRIDGES_MQTT_URL")  # mqtt://user:password@host:1883 (mqtts:// for TLS)
+# The outage buffer: messages queued per target in Redis while a broker is away; beyond it they are counted as dropped.
+BRIDGES_OUTBOX_MAX = envint("BRIDGES_OUTBOX_MAX", 100_000, minimum=1)
+BRIDGES_BATCH_SIZE = envint("BRIDGES_BATCH_SIZE", 200, minimum=1)
+# How long a process uses the bridge settings it read (0: reads them for every message).
+BRIDGES_CONFIG_SECONDS = envint("BRIDGES_CONFIG_SECONDS", 5, minimum=0)
+# Unacknowledged AMQP deliveries per ingest queue.
+BRIDGES_INGEST_PREFETCH = envint("BRIDGES_INGEST_PREFETCH", 100, minimum=1)
+# Ingested message ids remembered to drop redeliveries.
+BRIDGES_DEDUP_SECONDS = envint("BRIDGES_DEDUP_SECONDS", 3600, minimum=1)
+BRIDGES_MQTT_CLIENT_ID = envstr("BRIDGES_MQTT_CLIENT_ID", "webconnect-bridge")
+# How long the broker keeps the bridge's MQTT session (subscriptions, unacknowledged messages) while it is away.
+BRIDGES_MQTT_SESSION_EXPIRY = envint("BRIDGES_MQTT_SESSION_EXPIRY", 86_400, minimum=0)
+# One active runner: the others take over within this long after it dies.
+BRIDGES_LEASE_SECONDS = envint("BRIDGES_LEASE_SECONDS", 15, minimum=3)
+BRIDGES_METRICS_INTERVAL_MS = envint("BRIDGES_METRICS_INTERVAL_MS", 1000, minimum=100)
 # Run the recorder and the ops publisher in each web process (started by its first HTTP request).
 DASHBOARDS_BACKGROUND = envbool("DASHBOARDS_BACKGROUND", True)
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -40,6 +42,32 @@ class Subscriber(Protocol):
 
     async def resync(self, channel: str) -> None:
         """Messages on `channel` may have been missed: recover them."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """One message just stored in a channel's history (what a publish listener receives)."""
+
+    channel: str
+    namespace: NamespaceConfig
+    position: Position
+    text: str  # the encoded `message` frame, as subscribers receive it
+    sender: dict[str, Any]
+
+
+PublishListener = Callable[[Published], Awaitable[None]]
+_publish_listeners: list[PublishListener] = []
+
+
+def on_published(listener: PublishListener) -> None:
+    """Await `listener` after every stored publish in this process, before the publish is acknowledged.
+
+    The extension point for apps that copy messages elsewhere (the bridges app registers its
+    outbox here from AppConfig.ready()). A listener must be quick and handle its own failures:
+    the message is stored already, so an error is logged and the publish still succeeds.
+    """
+    if listener not in _publish_listeners:
+        _publish_listeners.append(listener)
 
 
 class Hub:
@@ -152,7 +180,13 @@ class Hub:
         )
         if not self.distributed:
             self.deliver_local(channel, offset, text)
-        return Position(offset, epoch)
+        position = Position(offset, epoch)
+        for listener in _publish_listeners:
+            try:
+                await listener(Published(channel, namespace, position, text, sender))
+            except Exception:
+                logger.exception("real-time hub: publish listener %r failed", listener)
+        return position
 
     async def broadcast_event(self, channel: str, text: str) -> None:
         """A frame outside history (join/leave) to every subscriber in every process."""
