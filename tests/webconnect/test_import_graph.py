@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("webconnect", "collab", "dashboards", "policies")
+PACKAGES = ("webconnect", "collab", "dashboards", "policies", "compliance")
 
 
 def module_name(path: Path) -> str:
