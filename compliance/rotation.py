@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from django.conf import settings
 
 from webconnect import encryption
 
@@ -15,7 +18,13 @@ class RotationResult:
     per_store: dict[str, int] = field(default_factory=dict)
 
 
-def keys_rotate(*, batch_size: int, after_batch: Callable[[], None] = lambda: None) -> RotationResult:
+def pause_between_batches() -> None:
+    """JOB_BATCH_PAUSE_MS between batches, as the jobs do, to spare a busy database."""
+    if settings.JOB_BATCH_PAUSE_MS:
+        time.sleep(settings.JOB_BATCH_PAUSE_MS / 1000)
+
+
+def keys_rotate(*, batch_size: int, after_batch: Callable[[], None] = pause_between_batches) -> RotationResult:
     """Re-encrypt, store by store, one committed batch at a time; safe to kill and run again.
 
     A value is rewritten only if it is still the one read, so writers going on meanwhile
