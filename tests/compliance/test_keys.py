@@ -30,7 +30,7 @@ def test_a_sealed_value_opens_with_its_key_and_names_it() -> None:
 
 def test_a_value_under_a_removed_key_says_which_key_is_missing() -> None:
     sealed = encryption.encrypt(b"x", encryption.parse_key_ring(new_keys("gone")))
-    with pytest.raises(encryption.UnknownKeyError, match="key id 'gone'.*ENCRYPTION_KEYS"):
+    with pytest.raises(encryption.UnknownKeyError, match=r"key id 'gone'.*ENCRYPTION_KEYS"):
         encryption.decrypt(sealed, encryption.parse_key_ring(new_keys("other")))
 
 
