@@ -41,3 +41,18 @@ def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckM
                 )
             )
     return errors
+
+
+@register("compliance")
+def check_audit_signing_key(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    from compliance import signing
+
+    if settings.AUDIT_SIGNING_KEY:
+        try:
+            signing.private_key(settings.AUDIT_SIGNING_KEY)
+        except ImproperlyConfigured as exc:
+            return [Error(str(exc), id="compliance.E002")]
+    return []

@@ -16,7 +16,7 @@ class AuditCheckpoint(models.Model):
 
     created_at = models.DateTimeField(db_index=True)
     event_id = models.BigIntegerField(db_index=True)
-    event_count = models.BigIntegerField()
+    event_count = models.BigIntegerField(null=True, blank=True)  # events appended so far (the head), if known
     chain_hash = models.CharField(max_length=64)
     reason = models.CharField(max_length=32)  # "every N events", "export", "erasure", "manual"
     key_fingerprint = models.CharField(max_length=16)
