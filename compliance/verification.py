@@ -130,6 +130,8 @@ def _read_jsonl(path: Path, report: AuditReport) -> list[dict[str, Any]]:
 
 def _event(row: Mapping[str, Any]) -> AuditEvent:
     created_at = parse_datetime(str(row["created_at"]))
+    if created_at is None:
+        raise ValueError(f"event #{row.get('id')}: created_at {row['created_at']!r} is not a date and time")
     return AuditEvent(
         pk=int(row["id"]),
         created_at=created_at,
@@ -167,7 +169,11 @@ def verify_export(directory: Path, *, public: Ed25519PublicKey | None) -> AuditR
         events_path = directory / f"{stem}.jsonl"
         if not events_path.is_file():
             continue
-        events = [_event(row) for row in _read_jsonl(events_path, report)]
+        try:
+            events = [_event(row) for row in _read_jsonl(events_path, report)]
+        except (KeyError, ValueError, TypeError) as exc:
+            report.problems.append(f"{stem}: an event row cannot be read: {exc}")
+            continue
         tombstones = [e.details for e in events if e.action == TOMBSTONE_ACTION]
         verdict, last_hash, _ = verify_events(
             events, start_hash=manifest.get("prev_hash") or "", redactions=redactions_of(tombstones)
