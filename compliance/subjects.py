@@ -183,10 +183,16 @@ def subject_archive(user: Any) -> dict[str, str]:
     files["groups.json"] = json.dumps([g.name for g in user.groups.order_by("name")], indent=2)
     for document in Document.objects.filter(owner=user).order_by("id"):
         files.update(_document_files(document))
-    edited = (
+    # Documents of others they edited: by the log (not yet compacted) and by the versions' authors.
+    edited = set(
         DocumentUpdate.objects.filter(user=user).exclude(document__owner=user).values_list("document_id", flat=True)
     )
-    files["documents/edited-elsewhere.json"] = json.dumps(sorted(set(edited)), indent=2)
+    for document_id, authors in DocumentVersion.objects.exclude(document__owner=user).values_list(
+        "document_id", "authors"
+    ):
+        if user.get_username() in (authors or []):
+            edited.add(document_id)
+    files["documents/edited-elsewhere.json"] = json.dumps(sorted(edited), indent=2)
     client = _redis()
     try:
         files["messages.jsonl"] = "".join(frame + "\n" for _, _, frame in _their_messages(client, user.pk))
