@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from io import StringIO
@@ -89,7 +90,7 @@ def test_export_then_erase_on_postgres_and_redis_covers_retained_messages(
 
 
 def _export_then_erase(make_user: Any, mint_token: Any) -> None:
-    person, friend, own, shared, token = _a_person_with_a_history(make_user, mint_token)
+    person, _friend, own, shared, token = _a_person_with_a_history(make_user, mint_token)
 
     out = StringIO()
     call_command("exportuser", NAME, stdout=out)
@@ -140,7 +141,7 @@ def _export_then_erase(make_user: Any, mint_token: Any) -> None:
 
 
 def test_erasure_can_hand_the_documents_to_someone_else(signed: None, make_user: Any, mint_token: Any) -> None:
-    person, friend, own, _, _ = _a_person_with_a_history(make_user, mint_token)
+    _person, friend, own, _, _ = _a_person_with_a_history(make_user, mint_token)
     call_command("eraseuser", NAME, "--noinput", "--transfer-to", "friend", stdout=StringIO())
     assert Document.objects.get(pk=own.pk).owner == friend
     assert audit_verify_chain().ok
@@ -155,3 +156,39 @@ def test_erasure_refuses_unknown_users_clearly(make_user: Any) -> None:
     make_user(NAME)
     with pytest.raises(CommandError, match="no user named 'ghost' to transfer"):
         call_command("eraseuser", NAME, "--noinput", "--transfer-to", "ghost")
+
+
+def test_the_admin_action_downloads_one_archive_and_audits_it(
+    signed: None, make_user: Any, admin_user: Any, client: Client
+) -> None:
+    person = make_user(NAME)
+    client.force_login(admin_user)
+    response = client.post(
+        "/admin/auth/user/", {"action": "export_personal_data", "_selected_action": [str(person.pk)]}
+    )
+    assert response.status_code == 200 and response["Content-Disposition"].startswith("attachment")
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert json.loads(archive.read("profile.json"))["username"] == NAME
+    event = AuditEvent.objects.get(action="subject.exported")
+    assert event.actor_id == admin_user.pk and event.target == f"user:{person.pk}"
+
+
+def test_archives_past_their_retention_are_pruned_by_a_job(signed: None, make_user: Any, settings: Any) -> None:
+    import os
+    import time
+
+    from webconnect.jobs.services import job_run
+
+    old = call_command_path(make_user)
+    os.utime(old, (time.time() - 40 * 86400,) * 2)
+    fresh = call_command_path(make_user, "other")
+    assert job_run(name="prune_subject_archives", dry_run=True).details["would_delete"] == [old.name]
+    run = job_run(name="prune_subject_archives")
+    assert run.items_affected == 1 and not old.exists() and fresh.exists()
+
+
+def call_command_path(make_user: Any, name: str = NAME) -> Path:
+    make_user(name)
+    out = StringIO()
+    call_command("exportuser", name, stdout=out)
+    return Path(out.getvalue().strip())
