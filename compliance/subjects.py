@@ -41,23 +41,11 @@ from collab import convert, services
 from collab.models import Document, DocumentUpdate, DocumentVersion
 from compliance import checkpoints, signing
 from compliance.verification import tombstone_message
-from webconnect.audit import TOMBSTONE_ACTION, _locked_head, audit_record, content_hash
+from webconnect.audit import TOMBSTONE_ACTION, _locked_head, audit_export_jsonl, audit_record, content_hash
 from webconnect.models import AuditEvent
 from webconnect.realtime.history import stored_message, stream_key_pattern
 
 # --- Export -------------------------------------------------------------------------------------
-
-
-def _audit_row(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "id": event.pk,
-        "created_at": event.created_at.isoformat(),
-        "action": event.action,
-        "target": event.target,
-        "outcome": event.outcome,
-        "client_ip": event.client_ip,
-        "details": event.details,
-    }
 
 
 def _their_events(user: Any) -> Iterator[AuditEvent]:
@@ -201,7 +189,7 @@ def subject_archive(user: Any) -> dict[str, str]:
         if client is not None:
             client.close()
     files["tokens.json"] = json.dumps(_tokens(user), indent=2)
-    files["audit.jsonl"] = "".join(json.dumps(_audit_row(e), default=str) + "\n" for e in _their_events(user))
+    files["audit.jsonl"] = "".join(audit_export_jsonl(_their_events(user)))
     if not settings.REDIS_URL:
         files["README.txt"] = (
             "Channel history and presence live in the server's memory in this (embedded) set-up and are not "

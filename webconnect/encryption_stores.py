@@ -9,7 +9,7 @@ done, and every value is readable throughout (under the old key or the new).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -51,24 +51,14 @@ class BinaryColumn:
 
     def rotate(self, *, batch_size: int, ring: KeyRing) -> Iterator[int]:
         assert ring.primary is not None
-        manager = self.model._default_manager
         pending = (
-            manager.exclude(**{self.field: b""}).annotate(_wc_head=self._head()).exclude(_wc_head=_header(ring.primary))
+            self.model._default_manager.exclude(**{self.field: b""})
+            .annotate(_wc_head=self._head())
+            .exclude(_wc_head=_header(ring.primary))
         )
-        last_pk: Any = None
-        while True:
-            page = pending if last_pk is None else pending.filter(pk__gt=last_pk)
-            rows = list(page.order_by("pk").values_list("pk", self.field)[:batch_size])
-            if not rows:
-                return
-            changed = 0
-            with transaction.atomic():
-                for pk, value in rows:
-                    old = bytes(value)
-                    new = encryption.encrypt(encryption.decrypt(old, ring), ring)
-                    changed += manager.filter(pk=pk, **{self.field: old}).update(**{self.field: new})
-            last_pk = rows[-1][0]
-            yield changed
+        yield from _reseal_in_batches(
+            pending, self.field, batch_size, lambda old: encryption.encrypt(encryption.decrypt(bytes(old), ring), ring)
+        )
 
 
 class TextColumn:
@@ -87,23 +77,31 @@ class TextColumn:
         return {encryption.key_id_of(str(value)) for value in self._values().values_list(self.field, flat=True)}
 
     def rotate(self, *, batch_size: int, ring: KeyRing) -> Iterator[int]:
-        last_pk: Any = None
-        while True:
-            page = self._values() if last_pk is None else self._values().filter(pk__gt=last_pk)
-            rows = list(page.order_by("pk").values_list("pk", self.field)[:batch_size])
-            if not rows:
-                return
-            changed = 0
-            with transaction.atomic():
-                for pk, value in rows:
-                    if not encryption.needs_rotation(str(value), ring):
-                        continue
-                    new = encryption.encrypt_text(encryption.decrypt_text(str(value), ring), ring)
-                    changed += self.model._default_manager.filter(pk=pk, **{self.field: value}).update(
-                        **{self.field: new}
-                    )
-            last_pk = rows[-1][0]
-            yield changed
+        def reseal(old: Any) -> Any:
+            if not encryption.needs_rotation(str(old), ring):
+                return None
+            return encryption.encrypt_text(encryption.decrypt_text(str(old), ring), ring)
+
+        yield from _reseal_in_batches(self._values(), self.field, batch_size, reseal)
+
+
+def _reseal_in_batches(pending: Any, field: str, batch_size: int, reseal: Callable[[Any], Any]) -> Iterator[int]:
+    """Walk `pending` by primary key, a batch per transaction; a row changes only if it still holds what was read."""
+    manager = pending.model._default_manager
+    last_pk: Any = None
+    while True:
+        page = pending if last_pk is None else pending.filter(pk__gt=last_pk)
+        rows = list(page.order_by("pk").values_list("pk", field)[:batch_size])
+        if not rows:
+            return
+        changed = 0
+        with transaction.atomic():
+            for pk, value in rows:
+                new = reseal(value)
+                if new is not None:
+                    changed += manager.filter(pk=pk, **{field: value}).update(**{field: new})
+        last_pk = rows[-1][0]
+        yield changed
 
 
 # Rewrites one stream with the given entries re-sealed, atomically: entries are immutable in a
