@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webconnect import encryption  # noqa: E402
+from webconnect import encryption
 
 
 def per_call(function: object, argument: object, rounds: int) -> float:
