@@ -81,6 +81,15 @@ def test_checkpoints_are_signed_every_n_events_and_shipped(signed: str, settings
 
 
 def test_a_chain_rewritten_and_rehashed_is_caught_by_the_signed_checkpoint(signed: str, settings: Any) -> None:
+    _rewrite_and_verify(settings)
+
+
+@pytest.mark.services
+def test_a_rewritten_chain_is_caught_on_postgres_too(signed: str, settings: Any) -> None:
+    _rewrite_and_verify(settings)
+
+
+def _rewrite_and_verify(settings: Any) -> None:
     _record(12)
     rows = list(AuditEvent.objects.order_by("id").values())
     last = _rehash(rows, AuditChainHead.objects.get(pk=1).checkpoint_hash)
