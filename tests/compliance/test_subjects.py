@@ -134,7 +134,7 @@ def _export_then_erase(make_user: Any, mint_token: Any) -> None:
 
         client = redis.Redis.from_url(settings.REDIS_URL)
         try:
-            dumps = [client.dump(key) or b"" for key in client.scan_iter(count=500)]
+            dumps = [client.dump(k) or b"" for k in client.scan_iter(match=f"{settings.REALTIME_REDIS_PREFIX}:*")]
         finally:
             client.close()
         assert not any(b"see you at the station" in dump for dump in dumps)
