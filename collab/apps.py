@@ -9,3 +9,11 @@ class CollabConfig(AppConfig):
 
     def ready(self) -> None:
         from collab import jobs  # noqa: F401  (registers the compaction job)
+        from collab.models import Document, DocumentUpdate, DocumentVersion
+        from webconnect import encryption
+        from webconnect.encryption_stores import BinaryColumn
+
+        # Document content encrypted at rest (collab/services.py seals and opens it).
+        encryption.register_store("collab.snapshot", lambda: BinaryColumn(Document, "snapshot"))
+        encryption.register_store("collab.update", lambda: BinaryColumn(DocumentUpdate, "data"))
+        encryption.register_store("collab.version", lambda: BinaryColumn(DocumentVersion, "state"))

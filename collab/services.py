@@ -24,6 +24,7 @@ from pycrdt import Doc, XmlFragment, merge_updates
 from collab import relay
 from collab.conf import limits
 from collab.models import Document, DocumentUpdate, DocumentVersion
+from webconnect.encryption import decrypt, encrypt
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,8 @@ def document_load(*, document_id: int) -> LoadedDocument:
             .order_by("id")
             .values_list("id", "data")
         )
-    parts = [bytes(document.snapshot)] if document.snapshot else []
-    parts += [bytes(data) for _, data in rows]
+    parts = [decrypt(bytes(document.snapshot))] if document.snapshot else []
+    parts += [decrypt(bytes(data)) for _, data in rows]
     seq = rows[-1][0] if rows else document.snapshot_seq
     state = merge_updates(*parts) if len(parts) > 1 else (parts[0] if parts else b"")
     return LoadedDocument(state=state, seq=seq, size=sum(len(part) for part in parts))
@@ -69,8 +70,8 @@ def document_updates_since(*, document_id: int, seq: int) -> tuple[list[bytes], 
             .order_by("id")
             .values_list("id", "data")
         )
-    parts = [bytes(document.snapshot)] if document.snapshot_seq > seq and document.snapshot else []
-    parts += [bytes(data) for _, data in rows]
+    parts = [decrypt(bytes(document.snapshot))] if document.snapshot_seq > seq and document.snapshot else []
+    parts += [decrypt(bytes(data)) for _, data in rows]
     return parts, max([seq, document.snapshot_seq, *[row_id for row_id, _ in rows]])
 
 
@@ -103,7 +104,7 @@ def document_append_updates(*, document_id: int, updates: list[tuple[bytes, int 
             chunk = updates[start : start + _INSERT_ROWS]
             params: list[Any] = []
             for data, user_id in chunk:
-                params += [document_id, data, user_id, now]
+                params += [document_id, encrypt(data), user_id, now]
             cursor.execute(sql + ", ".join(["(%s, %s, %s, %s)"] * len(chunk)) + f" RETURNING {quote('id')}", params)
             last = max(last, *(row[0] for row in cursor.fetchall()))
         if touch:
@@ -150,7 +151,7 @@ class LoopLog:
                 chunk = updates[start : start + _INSERT_ROWS]
                 params: list[Any] = []
                 for data, user_id in chunk:
-                    params += [document_id, data, user_id, now]
+                    params += [document_id, encrypt(data), user_id, now]
                 self.db.execute(self._insert + ", ".join(["(?, ?, ?, ?)"] * len(chunk)), params)
             if touch:
                 self.db.execute(self._touch, (sum(len(data) for data, _ in updates), now, document_id))
@@ -192,16 +193,19 @@ def document_compact(*, document_id: int) -> bool:
         )
         if not rows:
             return False
-        parts = ([bytes(document.snapshot)] if document.snapshot else []) + [bytes(data) for _, data, _ in rows]
+        parts = [decrypt(bytes(document.snapshot))] if document.snapshot else []
+        parts += [decrypt(bytes(data)) for _, data, _ in rows]
         doc: Doc[Any] = Doc()
         for part in parts:
             doc.apply_update(part)
         state = doc.get_update()
         last = rows[-1][0]
         authors = sorted({name for _, _, name in rows if name})
-        DocumentVersion.objects.create(document=document, automatic=True, state=state, seq=last, authors=authors)
+        DocumentVersion.objects.create(
+            document=document, automatic=True, state=encrypt(state), seq=last, authors=authors
+        )
         DocumentUpdate.objects.filter(document_id=document_id, id__lte=last).delete()
-        Document.objects.filter(pk=document_id).update(snapshot=state, snapshot_seq=last, size=len(state))
+        Document.objects.filter(pk=document_id).update(snapshot=encrypt(state), snapshot_seq=last, size=len(state))
         _trim_automatic_versions(document_id)
     return True
 
@@ -212,6 +216,11 @@ def _trim_automatic_versions(document_id: int) -> None:
         keep:
     ]
     DocumentVersion.objects.filter(pk__in=[v.pk for v in stale]).delete()
+
+
+def version_state(version: DocumentVersion) -> bytes:
+    """A version's Yjs state in the clear (stored encrypted when ENCRYPTION_KEYS is set)."""
+    return decrypt(bytes(version.state))
 
 
 def document_state(*, document_id: int) -> bytes:
@@ -279,7 +288,7 @@ def version_create(*, document: Document, user: Any, name: str) -> DocumentVersi
     return DocumentVersion.objects.create(
         document=document,
         name=name.strip()[:200] or "Version",
-        state=loaded.state,
+        state=encrypt(loaded.state),
         seq=loaded.seq,
         created_by=user,
         authors=[user.get_username()],
@@ -288,7 +297,7 @@ def version_create(*, document: Document, user: Any, name: str) -> DocumentVersi
 
 def version_restore(*, document: Document, version: DocumentVersion, user: Any) -> bytes:
     """Restore as a new change: replace the content with the version's, on top of later work."""
-    old = load_doc(bytes(version.state)).get(FRAGMENT, type=XmlFragment)
+    old = load_doc(version_state(version)).get(FRAGMENT, type=XmlFragment)
 
     def replace(fragment: XmlFragment) -> None:
         del fragment.children[0 : len(fragment.children)]

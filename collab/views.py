@@ -180,7 +180,7 @@ def document_history(request: HttpRequest, document_id: int) -> HttpResponse:
 def version_preview(request: HttpRequest, document_id: int, version_id: int) -> HttpResponse:
     document = _document_for(request, document_id, "read")
     version = get_object_or_404(DocumentVersion, pk=version_id, document=document)
-    fragment = services.load_doc(bytes(version.state)).get(services.FRAGMENT, type=XmlFragment)
+    fragment = services.load_doc(services.version_state(version)).get(services.FRAGMENT, type=XmlFragment)
     body = convert.to_html(convert.to_json(fragment))
     inner = body.split("<body>\n", 1)[-1].rsplit("\n</body>", 1)[0]
     can_edit = bool(authorize(principal_from_request(request), "edit", selectors.document_resource(document)))

@@ -7,6 +7,23 @@ export DEBUG="${DEBUG:-true}"
 HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
 PY=.venv/bin/python
+DATA="${WEBCONNECT_DATA_DIR:-.data}"
+mkdir -p "$DATA"
+# Development keys kept in .data/ like the secret key: encryption at rest and the audit signing key.
+if [[ -z "${ENCRYPTION_KEYS:-}" ]]; then
+  if [[ ! -s "$DATA/encryption-keys" ]]; then
+    (umask 077 && $PY -c 'from webconnect.encryption import generate_key; print("k1:" + generate_key())' >"$DATA/encryption-keys")
+  fi
+  ENCRYPTION_KEYS="$(cat "$DATA/encryption-keys")"
+  export ENCRYPTION_KEYS
+fi
+if [[ -z "${AUDIT_SIGNING_KEY:-}" ]]; then
+  if [[ ! -s "$DATA/audit-signing-key" ]]; then
+    (umask 077 && $PY -c 'from compliance.signing import generate_signing_key; print(generate_signing_key())' >"$DATA/audit-signing-key")
+  fi
+  AUDIT_SIGNING_KEY="$(cat "$DATA/audit-signing-key")"
+  export AUDIT_SIGNING_KEY
+fi
 
 $PY manage.py migrate --noinput
 $PY manage.py bootstrap --demo

@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -78,6 +78,44 @@ def event_hash(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# Hooks apps register from AppConfig.ready(): after each append (inside its transaction, the
+# head row locked; the compliance app signs checkpoints here) and before an export's manifest
+# is written (it may add files and fields to the manifest).
+AppendHook = Callable[[AuditEvent, int], None]  # the event, the number of events appended so far
+ExportHook = Callable[[Any, str, dict[str, Any]], None]  # directory (Path), file stem, the manifest
+_append_hooks: list[AppendHook] = []
+_export_hooks: list[ExportHook] = []
+
+
+def register_append_hook(hook: AppendHook) -> None:
+    if hook not in _append_hooks:
+        _append_hooks.append(hook)
+
+
+def register_export_hook(hook: ExportHook) -> None:
+    if hook not in _export_hooks:
+        _export_hooks.append(hook)
+
+
+def run_export_hooks(directory: Any, stem: str, manifest: dict[str, Any]) -> None:
+    for hook in _export_hooks:
+        hook(directory, stem, manifest)
+
+
+# Erasure (a data-subject request) must remove a person's name from events without breaking the
+# chain. The tombstone approach: the events' text is rewritten in place with a pseudonym, their
+# `hash` and `prev_hash` stay (so links and signed checkpoints still hold), and one appended
+# event of this action lists, per rewritten event, the hash of its rewritten contents. The
+# verifier accepts an event whose contents match either its own hash or the one a later tombstone
+# recorded for it. The tombstone itself is chained (and signed, see compliance.subjects).
+TOMBSTONE_ACTION = "audit.erased"
+
+
+def content_hash(event: AuditEvent) -> str:
+    """The hash of an event's contents as stored now (equal to `event.hash` unless rewritten)."""
+    return _stored_hash(event)
+
+
 def _stored_hash(event: AuditEvent) -> str:
     return event_hash(
         prev_hash=event.prev_hash,
@@ -141,6 +179,8 @@ def audit_record(
         head.last_hash = event.hash
         head.event_count += 1
         head.save(update_fields=["last_hash", "event_count"])
+        for hook in _append_hooks:
+            hook(event, head.event_count)
     return event
 
 
@@ -152,25 +192,67 @@ class ChainVerification:
     reason: str = ""
 
 
-def audit_verify_chain() -> ChainVerification:
-    """Walk the whole chain in order and say where, if anywhere, it breaks."""
-    head = AuditChainHead.objects.filter(pk=1).first()
-    expected_prev = head.checkpoint_hash if head else ""
+def redactions_of(tombstones: Iterable[dict[str, Any]]) -> dict[int, str]:
+    """Event id → hash of its rewritten contents, from tombstone details (the later tombstone wins)."""
+    found: dict[int, str] = {}
+    for details in tombstones:
+        for event_id, content_hash in (details.get("redacted") or {}).items():
+            found[int(event_id)] = str(content_hash)
+    return found
+
+
+def tombstone_redactions() -> dict[int, str]:
+    tombstones = AuditEvent.objects.filter(action=TOMBSTONE_ACTION).order_by("id").values_list("details", flat=True)
+    return redactions_of(tombstones)
+
+
+def verify_events(
+    events: Iterable[AuditEvent], *, start_hash: str, redactions: dict[int, str]
+) -> tuple[ChainVerification, str, int | None]:
+    """Check that `events` (in order) link from `start_hash` and match their hashes (or a tombstone's).
+
+    Returns the verdict, the last hash reached and the last event id; used on the database
+    and on an export read back from files (compliance.verification), so both judge alike.
+    """
+    expected_prev = start_hash
     checked = 0
     last_event_id: int | None = None
-    for event in AuditEvent.objects.order_by("id").iterator(chunk_size=2000):
+    for event in events:
         if event.prev_hash != expected_prev:
-            return ChainVerification(
-                False,
-                checked,
-                event.pk,
-                "does not link to the event before it (an event before it was removed, inserted or altered)",
+            return (
+                ChainVerification(
+                    False,
+                    checked,
+                    event.pk,
+                    "does not link to the event before it (an event before it was removed, inserted or altered)",
+                ),
+                expected_prev,
+                last_event_id,
             )
-        if _stored_hash(event) != event.hash:
-            return ChainVerification(False, checked, event.pk, "its contents do not match its hash (edited)")
+        contents = _stored_hash(event)
+        if contents != event.hash and redactions.get(event.pk) != contents:
+            return (
+                ChainVerification(False, checked, event.pk, "its contents do not match its hash (edited)"),
+                expected_prev,
+                last_event_id,
+            )
         expected_prev = event.hash
         last_event_id = event.pk
         checked += 1
+    return ChainVerification(True, checked), expected_prev, last_event_id
+
+
+def audit_verify_chain() -> ChainVerification:
+    """Walk the whole chain in order and say where, if anywhere, it breaks."""
+    head = AuditChainHead.objects.filter(pk=1).first()
+    verdict, expected_prev, last_event_id = verify_events(
+        AuditEvent.objects.order_by("id").iterator(chunk_size=2000),
+        start_hash=head.checkpoint_hash if head else "",
+        redactions=tombstone_redactions(),
+    )
+    if not verdict.ok:
+        return verdict
+    checked = verdict.checked
     if head is not None and head.last_hash != expected_prev:
         return ChainVerification(
             False,

@@ -16,6 +16,7 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
+from webconnect.encryption import parse_key_ring
 from webconnect.env import envbool, envint, envlist, envsecret, envstr
 
 # Lets runtime code subscript generic Django classes (ModelAdmin[Model], QuerySet[Model]).
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
     "collab",
     "dashboards",
     "bridges",
+    "compliance",
 ]
 
 MIDDLEWARE = [
@@ -457,6 +459,22 @@ if REDIS_URL and CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= JOB_LE
 JOB_BATCH_PAUSE_MS = envint("JOB_BATCH_PAUSE_MS", 0, minimum=0)
 JOB_FAILURE_ALERT_THRESHOLD = envint("JOB_FAILURE_ALERT_THRESHOLD", 3, minimum=1)
 AUDIT_EXPORT_DIR = envstr("AUDIT_EXPORT_DIR", str(DATA_DIR / "audit-exports"))
+
+# --- Compliance: encryption at rest, signed audit checkpoints, data-subject requests ----
+
+# `id:key` pairs, newest first (key: 32 bytes, urlsafe base64); set = encryption on. The first
+# key encrypts, all decrypt; `manage.py rotate_keys` moves values to the first. `make run`
+# generates one into DATA_DIR. A malformed value stops start-up here, naming the variable.
+ENCRYPTION_KEYS = envsecret("ENCRYPTION_KEYS")
+parse_key_ring(ENCRYPTION_KEYS)
+# Ed25519 private key (urlsafe base64 of 32 bytes) that signs audit checkpoints; keep it apart
+# from the database (an attacker who can rewrite the chain must not be able to re-sign it).
+AUDIT_SIGNING_KEY = envsecret("AUDIT_SIGNING_KEY")
+AUDIT_CHECKPOINT_EVERY = envint("AUDIT_CHECKPOINT_EVERY", 100, minimum=1)  # events between checkpoints
+AUDIT_CHECKPOINT_FILE = envstr("AUDIT_CHECKPOINT_FILE")  # also append each checkpoint (JSON line) here
+AUDIT_CHECKPOINT_SYSLOG = envstr("AUDIT_CHECKPOINT_SYSLOG")  # and/or to syslog: /dev/log or host:port (UDP)
+COMPLIANCE_EXPORT_DIR = envstr("COMPLIANCE_EXPORT_DIR", str(DATA_DIR / "subject-exports"))
+COMPLIANCE_ARCHIVE_RETENTION_DAYS = envint("COMPLIANCE_ARCHIVE_RETENTION_DAYS", 30, minimum=1)
 
 # --- Real-time server -------------------------------------------------------------
 

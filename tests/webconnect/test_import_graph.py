@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("webconnect", "collab", "dashboards", "policies", "federation")
+PACKAGES = ("webconnect", "collab", "dashboards", "policies", "federation", "bridges", "compliance")
 
 
 def module_name(path: Path) -> str:

@@ -21,6 +21,7 @@ from webconnect.audit import (
     audit_prune_batch,
     audit_record,
     audit_verify_chain,
+    run_export_hooks,
 )
 from webconnect.jobs.models import DataKind, JobRun
 from webconnect.jobs.registry import JobContext, JobResult, delete_in_batches, register_job
@@ -151,6 +152,7 @@ def export_audit(context: JobContext) -> JobResult:
         "files": {f"{stem}.jsonl": jsonl_sha, f"{stem}.csv": csv_sha},
         "exported_at": timezone.now().isoformat(),
     }
+    run_export_hooks(directory, stem, manifest)  # e.g. signed checkpoints (the compliance app)
     _write_atomically(directory / f"{stem}.manifest.json", [json.dumps(manifest, indent=2)])
     audit_record(action="audit.exported", target=stem, details={"count": count})
     return JobResult(affected=count, details={"directory": str(directory), "stem": stem, "count": count})

@@ -20,6 +20,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from webconnect import encryption
 from webconnect.realtime import protocol
 
 
@@ -126,6 +127,24 @@ class MemoryHistory:
         return dropped
 
 
+def stored_message(offset: int, epoch: str, fields: dict[bytes, bytes]) -> str:
+    """The frame of one Redis stream entry: `m` holds it in the clear, `c` sealed (prefix NUL suffix, see append)."""
+    sealed = fields.get(b"c")
+    if sealed is None:
+        return fields[b"m"].decode()
+    prefix, _, suffix = encryption.decrypt_text(sealed.decode()).partition("\0")
+    return protocol.complete_message(prefix, offset, epoch, suffix)
+
+
+def entry_time_ms(fields: dict[bytes, bytes]) -> int | None:
+    """The `ts` of a stored stream entry, sealed or not (the retention job's reader)."""
+    sealed = fields.get(b"c")
+    if sealed is None:
+        return message_time_ms(fields.get(b"m", b""))
+    prefix, _, suffix = encryption.decrypt_text(sealed.decode()).partition("\0")
+    return message_time_ms(protocol.complete_message(prefix, 0, "", suffix))
+
+
 def message_time_ms(text: str | bytes) -> int | None:
     """The `ts` (ms) a stored message frame was sent at (see protocol.message_frame_parts), or None."""
     match = _MESSAGE_TS.match(text.decode() if isinstance(text, bytes) else text)
@@ -146,6 +165,9 @@ def _older(text: str, before_ms: int) -> bool:
 
 # One round trip per publish: assign the offset, store, and fan out to the processes subscribed
 # to the channel (ARGV[7]: PUBLISH, or SPUBLISH on a cluster, where the topic shares the keys' slot).
+# ARGV[8], when encryption is on, is the frame sealed without its offset and epoch (they are the
+# entry's id and the channel's epoch key): the stream then holds only ciphertext, while subscribers
+# get the frame in the clear over pub/sub, which Redis never stores.
 _PUBLISH_LUA = """
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
@@ -158,7 +180,11 @@ local text = ARGV[5] .. offset .. ',"epoch":"' .. epoch .. '"' .. ARGV[6]
 local size = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
 if size > 0 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', size, offset .. '-1', 'm', text)
+  if ARGV[8] and ARGV[8] ~= '' then
+    redis.call('XADD', KEYS[3], 'MAXLEN', size, offset .. '-1', 'c', ARGV[8])
+  else
+    redis.call('XADD', KEYS[3], 'MAXLEN', size, offset .. '-1', 'm', text)
+  end
   redis.call('EXPIRE', KEYS[3], ttl)
 end
 redis.call('EXPIRE', KEYS[1], ttl)
@@ -194,7 +220,10 @@ class RedisHistory:
 
     async def append(self, channel: str, prefix: str, suffix: str, *, size: int, ttl: int) -> tuple[int, str, str]:
         keys = self.keys(channel)
+        # Sealed only when it is stored (size > 0): the offset and epoch are not in it, so it is made here.
+        sealed = encryption.encrypt_text(prefix + "\0" + suffix) if size > 0 else ""
         args = [new_epoch(), size, ttl, self.pubsub_channel(channel), prefix, suffix, self._publish_command]
+        args.append(sealed if sealed.startswith(encryption.TEXT_PREFIX) else "")
         try:
             offset, epoch = await self.redis.evalsha(self._sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -224,7 +253,7 @@ class RedisHistory:
         position = Position(int(offset or 0), epoch.decode())
         if since.epoch != position.epoch or since.offset > position.offset:
             return Recovery([], False, position)
-        missed = [(int(entry_id.split(b"-")[0]), fields[b"m"].decode()) for entry_id, fields in entries]
+        missed = [_entry(entry_id, position.epoch, fields) for entry_id, fields in entries]
         complete = since.offset == position.offset or (bool(missed) and missed[0][0] == since.offset + 1)
         return Recovery(missed, complete, position)
 
@@ -236,8 +265,14 @@ class RedisHistory:
             pipe.get(offset_key)
             pipe.xrevrange(stream_key, max="+", min="-", count=limit)
             _, epoch, offset, entries = await pipe.execute()
-        messages = [(int(entry_id.split(b"-")[0]), fields[b"m"].decode()) for entry_id, fields in reversed(entries)]
-        return messages, Position(int(offset or 0), epoch.decode())
+        position = Position(int(offset or 0), epoch.decode())
+        messages = [_entry(entry_id, position.epoch, fields) for entry_id, fields in reversed(entries)]
+        return messages, position
+
+
+def _entry(entry_id: bytes, epoch: str, fields: dict[bytes, bytes]) -> tuple[int, str]:
+    offset = int(entry_id.split(b"-")[0])
+    return offset, stored_message(offset, epoch, fields)
 
 
 def stream_key_pattern(prefix: str) -> str:

@@ -27,7 +27,7 @@ from webconnect.jobs.registry import JobContext, JobResult, delete_in_batches, r
 from webconnect.jobs.services import retention_policy
 from webconnect.models import RealtimeTicket
 from webconnect.realtime import protocol
-from webconnect.realtime.history import MemoryHistory, glob_escape, message_time_ms, stream_key_pattern
+from webconnect.realtime.history import MemoryHistory, entry_time_ms, glob_escape, stream_key_pattern
 from webconnect.realtime.hub import get_hub
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def _old_entries(client: Any, key: bytes, before_ms: int, batch: int) -> tuple[i
     old, start, last = 0, "-", None
     while entries := client.xrange(key, min=start, max="+", count=batch):
         for entry_id, fields in entries:
-            sent = message_time_ms(fields.get(b"m", b""))
+            sent = entry_time_ms(fields)
             # A message whose time cannot be read is kept, and so is everything after it.
             if sent is None or sent >= before_ms:
                 return old, entry_id
