@@ -11,6 +11,7 @@
   };
   var FINAL_CLOSE_CODES = [4002, 4401, 4403, 4413];
   var REFUSALS = ["unauthorized", "forbidden", "not_found", "bad_request", "insufficient_scope"];
+  var SSE_RETRYABLE = ["slow_consumer", "going_away", "unavailable", "server_error"];
   var sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   function locationOf() {
     return typeof location !== "undefined" ? location : null;
@@ -400,7 +401,7 @@
               if (line === "") {
                 if (fields.event === "error") {
                   const p = JSON.parse(fields.data || "{}");
-                  if (p.code !== "slow_consumer") throw Object.assign(new RealtimeError(p.code, p.message), { final: true });
+                  if (!SSE_RETRYABLE.includes(p.code)) throw Object.assign(new RealtimeError(p.code, p.message), { final: true });
                   return;
                 }
                 if (fields.data) onFrame(fields.event || "message", JSON.parse(fields.data));

@@ -142,3 +142,44 @@ def test_an_idle_stream_gets_heartbeat_comments(live_server_factory: Callable[..
                 break
     assert comments == ["ping", "ping"] and time.monotonic() - started < 8
     stream.close()
+
+
+def ended_with(stream: EventSource) -> dict[str, Any]:
+    """The `error` event that ends the stream (skipping what came before it), and that it is the end."""
+    (final,) = stream.events(1, "error")
+    assert list(stream.items()) == []  # nothing follows: the response is over
+    return dict(final["data"])
+
+
+def test_signing_out_ends_the_browsers_streams_at_once(live_daphne: Any, alice: Any) -> None:
+    import re
+
+    from tests.conftest import signed_in_session
+
+    session = signed_in_session(live_daphne, "alice")
+    cookie = f"sessionid={session.cookies['sessionid']}"
+    stream = EventSource(live_daphne.port, "/api/channels/chat.sse-out/events/", {"Cookie": cookie}, timeout=20)
+    assert stream.status == 200 and stream.events(1)[0]["event"] == "subscribed"
+    started = time.monotonic()
+    page = session.get(f"{live_daphne.url}/accounts/logout/", timeout=10)
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert csrf is not None
+    session.post(
+        f"{live_daphne.url}/accounts/logout/",
+        data={"csrfmiddlewaretoken": csrf.group(1)},
+        headers={"Referer": f"{live_daphne.url}/accounts/logout/"},
+        timeout=10,
+    )
+    # The kernel ends the stream like a socket (close code 4002), long before the next heartbeat.
+    assert ended_with(stream) == {"code": "revoked", "message": "signed out", "close_code": 4002}
+    assert time.monotonic() - started < 10
+    stream.close()
+
+
+def test_a_stream_ends_when_its_token_expires(live_daphne: Any, alice: Any, mint_token: Callable[..., str]) -> None:
+    token = mint_token("alice", "realtime:read", expires=3)
+    stream = EventSource(live_daphne.port, "/api/channels/chat.sse-expiry/events/", bearer(token), timeout=20)
+    assert stream.status == 200
+    final = ended_with(stream)
+    assert final["code"] == "revoked" and final["close_code"] == 4002 and final["message"] == "token expired"
+    stream.close()

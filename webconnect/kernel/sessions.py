@@ -24,7 +24,7 @@ import secrets
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -267,13 +267,24 @@ class SessionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 # --- This process's sessions -------------------------------------------------------------
 
 
+class LiveSession(Protocol):
+    """What revocation, policy re-checks and shutdown need of a live session: a socket, or an
+    HTTP event stream (webconnect/realtime/sse.py), so access ends live on every transport."""
+
+    principal: Principal
+
+    async def end_session(self, code: int, reason: str) -> None: ...
+
+    async def recheck(self) -> None: ...
+
+
 class Registry:
     def __init__(self) -> None:
-        self.sessions: weakref.WeakSet[SessionConsumer] = weakref.WeakSet()
-        self.by_user: dict[int, weakref.WeakSet[SessionConsumer]] = {}
-        self.by_token: dict[int, weakref.WeakSet[SessionConsumer]] = {}
+        self.sessions: weakref.WeakSet[LiveSession] = weakref.WeakSet()
+        self.by_user: dict[int, weakref.WeakSet[LiveSession]] = {}
+        self.by_token: dict[int, weakref.WeakSet[LiveSession]] = {}
 
-    def add(self, session: SessionConsumer) -> None:
+    def add(self, session: LiveSession) -> None:
         self.sessions.add(session)
         auth = session.principal.auth
         if session.principal.user_id is not None:
@@ -281,7 +292,7 @@ class Registry:
         if auth.token_id is not None:
             self.by_token.setdefault(auth.token_id, weakref.WeakSet()).add(session)
 
-    def discard(self, session: SessionConsumer) -> None:
+    def discard(self, session: LiveSession) -> None:
         self.sessions.discard(session)
         for index, key in (
             (self.by_user, session.principal.user_id),
@@ -293,7 +304,7 @@ class Registry:
             if not index[key]:
                 del index[key]
 
-    def all(self) -> list[SessionConsumer]:
+    def all(self) -> list[LiveSession]:
         return list(self.sessions)
 
 
@@ -308,7 +319,7 @@ def registry() -> Registry:
     return found
 
 
-def live_sessions() -> list[SessionConsumer]:
+def live_sessions() -> list[LiveSession]:
     return registry().all()
 
 

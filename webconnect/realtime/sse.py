@@ -13,8 +13,13 @@ Events (`data` is one envelope, exactly as on /ws/, on one line):
   `recovered: false` when a gap could not be filled;
 - `message`: a channel message (the /ws/ `message` frame), `id: <epoch>:<offset>`;
 - `join` / `leave`: as on /ws/;
-- `error`: the stream ends (`{"code", "message"}`): the policy no longer allows it, or the
-  client fell `REALTIME_QUEUE_SIZE` events behind (`code: "slow_consumer"`, reconnect);
+- `error`: the stream ends (`{"code", "message", "close_code"}`): the policy no longer allows it
+  (`forbidden`), the credential was revoked or expired (`revoked`), the process is shutting down
+  (`going_away`, reconnect), or the client fell `REALTIME_QUEUE_SIZE` events behind
+  (`slow_consumer`, reconnect). `close_code` is the WebSocket close code /ws/ would have sent.
+
+A stream is a live session of the kernel (`webconnect.kernel.sessions`): sign-out, token
+revocation, expiry, policy changes and shutdown end it at once, exactly as they close sockets.
 - a comment line `: ping` every `REALTIME_SSE_HEARTBEAT_SECONDS`, which keeps proxies from
   closing an idle stream. The authorization is checked again at each heartbeat.
 """
@@ -28,16 +33,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from webconnect.identity import Principal
-from webconnect.kernel import startup
+from webconnect.kernel import codes, sessions, startup
 from webconnect.realtime import metrics, protocol, services
 from webconnect.realtime.hub import get_hub
 from webconnect.realtime.selectors import NamespaceConfig
 
 logger = logging.getLogger(__name__)
 
-_END = (-1, "")
+_END = (-1, "")  # the reader fell behind
+_FINAL = (-2, "")  # the stream was ended (revoked, forbidden, shutdown): `EventStream.final` says why
+
+# Error codes an SSE client sees for the kernel's close codes.
+_ERROR_CODES = {
+    codes.REVOKED: "revoked",
+    codes.FORBIDDEN: "forbidden",
+    codes.PERMISSIONS_CHANGED: "forbidden",
+    codes.GOING_AWAY: "going_away",
+    codes.UNAVAILABLE: "unavailable",
+    codes.SERVER_ERROR: "server_error",
+}
 
 
 def parse_event_id(value: str | None) -> protocol.Since | None:
@@ -74,6 +91,8 @@ class EventStream:
         # Live frames wait here while the subscription is answered or a gap refilled; None while live.
         self.pending: list[tuple[int, str]] | None = []
         self.ended = False
+        self.final = b""
+        self._expiry: asyncio.TimerHandle | None = None
 
     # --- Hub subscriber ----------------------------------------------------------------------
 
@@ -141,6 +160,13 @@ class EventStream:
         """Register with the hub and read the starting position: the `subscribed` envelope."""
         hub = get_hub()
         await hub.start()
+        sessions.registry().add(self)
+        expires_at = self.principal.auth.expires_at
+        if expires_at is not None:
+            delay = max(0.0, (expires_at - timezone.now()).total_seconds())
+            self._expiry = asyncio.get_running_loop().call_later(
+                delay, lambda: startup.spawn(self.end_session(codes.REVOKED, "token expired"))
+            )
         hub.add(self.channel, self)
         try:
             await hub.subscribed(self.channel)
@@ -166,7 +192,34 @@ class EventStream:
 
     def close(self) -> None:
         self.ended = True
+        sessions.registry().discard(self)
+        if self._expiry is not None:
+            self._expiry.cancel()
         get_hub().remove(self.channel, self)
+
+    # --- Kernel session: revocation, policy changes and shutdown end the stream -----------------
+
+    async def end_session(self, code: int, reason: str, error: str | None = None) -> None:
+        if self.final:
+            return
+        code = codes.wire_code(code)
+        payload = {"code": error or _ERROR_CODES.get(code, "closed"), "message": reason, "close_code": code}
+        self.final = event("error", protocol.dumps(payload))
+        # Nothing queued is sent after the end: access ends now, not after the backlog.
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(_FINAL)
+        self.close()
+
+    async def recheck(self) -> None:
+        if self.final:
+            return
+        try:
+            await services.check_channel_action(self.principal, "subscribe", self.channel)
+        except protocol.ProtocolError as error:
+            await self.end_session(codes.FORBIDDEN, error.message, error.code)
+        except Exception:  # a storage outage: keep streaming; the heartbeat checks again
+            logger.warning("sse: re-authorizing %s failed", self.channel, exc_info=True)
 
     def event_for(self, offset: int, text: str) -> bytes:
         if text.startswith('{"header":{"type":"subscribed"'):
@@ -182,15 +235,16 @@ class EventStream:
             try:
                 offset, text = await asyncio.wait_for(self.queue.get(), heartbeat)
             except TimeoutError:
-                try:
-                    await services.check_channel_action(self.principal, "subscribe", self.channel)
-                except protocol.ProtocolError as error:
-                    yield event("error", protocol.dumps({"code": error.code, "message": error.message}))
+                # A policy poll missed by this process is caught here at the latest.
+                await self.recheck()
+                if self.final:
+                    yield self.final
                     return
-                except Exception:  # a storage outage: keep streaming, check again at the next beat
-                    logger.warning("sse: re-authorizing %s failed", self.channel, exc_info=True)
                 yield b": ping\n\n"
                 continue
+            if (offset, text) == _FINAL:
+                yield self.final
+                return
             if (offset, text) == _END:
                 metrics.ERRORS.labels("slow_consumer").inc()
                 message = f"more than {settings.REALTIME_QUEUE_SIZE} events behind: reconnect with Last-Event-ID"

@@ -31,6 +31,7 @@ const FINAL_CLOSE_CODES = [4002, 4401, 4403, 4413];
 
 // Error codes that end a subscription instead of being retried.
 const REFUSALS = ["unauthorized", "forbidden", "not_found", "bad_request", "insufficient_scope"];
+const SSE_RETRYABLE = ["slow_consumer", "going_away", "unavailable", "server_error"];
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -458,8 +459,10 @@ export class WebconnectRealtime {
             if (line === "") {
               if (fields.event === "error") {
                 const p = JSON.parse(fields.data || "{}");
-                if (p.code !== "slow_consumer") throw Object.assign(new RealtimeError(p.code, p.message), { final: true });
-                return; // too far behind: reconnect with the last offset
+                // Behind, or the server is restarting: reopen from the last offset. Anything else
+                // (revoked, forbidden) ends the subscription.
+                if (!SSE_RETRYABLE.includes(p.code)) throw Object.assign(new RealtimeError(p.code, p.message), { final: true });
+                return;
               }
               if (fields.data) onFrame(fields.event || "message", JSON.parse(fields.data));
               fields = {};
