@@ -8,6 +8,7 @@ from typing import Any
 
 from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -16,7 +17,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from policies import authoring, services
+from policies import authoring, impact, services
 from policies.forms import ImportForm, PolicyTextWidget, SimulatorForm
 from policies.models import (
     SHARE_TEMPLATES,
@@ -80,8 +81,55 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
         return format_html('<a href="{}">{} version(s)</a>', url, obj.versions.count())
 
     def save_model(self, request: HttpRequest, obj: AccessPolicy, form: Any, change: bool) -> None:
-        # The form already ran the whole-set validation (AccessPolicy.clean).
-        services.access_policy_save(policy=obj, actor=request.user)
+        # The form already ran the whole-set validation (AccessPolicy.clean). The impact is
+        # computed again here, against the set as it is now, so the audit says what this save did.
+        result = impact.compute_impact(impact.PolicySet.current(), _proposed(obj))
+        summary = result.summary() | {"confirmed": IMPACT_CONFIRMED in request.POST}
+        services.access_policy_save(policy=obj, actor=request.user, impact_summary=summary)
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        if request.method == "POST" and IMPACT_CONFIRMED not in request.POST:
+            preview = self._impact_preview(request, object_id)
+            if preview is not None:
+                return preview
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _impact_preview(self, request: HttpRequest, object_id: str | None) -> HttpResponse | None:
+        """The decisions this edit would change, to confirm or cancel; None: save as usual.
+
+        A form with errors, or an edit that changes no decision and ends no live
+        subscription, goes straight on (the errors are shown, or it saves)."""
+        obj = self.get_object(request, unquote(object_id)) if object_id else None
+        if object_id and obj is None:
+            return None
+        if not (self.has_change_permission(request, obj) if obj else self.has_add_permission(request)):
+            return None
+        form = self.get_form(request, obj, change=obj is not None)(request.POST, request.FILES, instance=obj)
+        if not form.is_valid():
+            return None
+        result = impact.compute_impact(impact.PolicySet.current(), _proposed(form.instance))
+        if result.empty:
+            return None
+        cancel = (
+            reverse("admin:policies_accesspolicy_change", args=[obj.pk])
+            if obj
+            else reverse("admin:policies_accesspolicy_changelist")
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Confirm the change to {form.instance.name}",
+            "opts": self.model._meta,
+            "policy": form.instance,
+            "impact": result.as_json(),
+            "fields": [
+                (key, value) for key, values in request.POST.lists() for value in values if key != "csrfmiddlewaretoken"
+            ],
+            "confirm_name": IMPACT_CONFIRMED,
+            "cancel_url": cancel,
+        }
+        return TemplateResponse(request, "admin/policies/accesspolicy/impact.html", context)
 
     def delete_model(self, request: HttpRequest, obj: AccessPolicy) -> None:
         try:
@@ -148,12 +196,21 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
             return HttpResponseRedirect(reverse("admin:index"))
         form = ImportForm(request.POST or None, request.FILES or None)
         errors: list[str] = []
+        preview = None
+        content = ""
         if request.method == "POST" and form.is_valid():
+            content = form.cleaned_data["content"]
+            confirmed = IMPACT_CONFIRMED in request.POST
             try:
-                result = services.policies_import(content=form.cleaned_data["file"].read(), actor=request.user)
+                found = services.policies_import_impact(content=content)
+                if confirmed or found.empty:
+                    summary = found.summary() | {"confirmed": confirmed}
+                    result = services.policies_import(content=content, actor=request.user, impact_summary=summary)
+                else:
+                    preview = found.as_json()
             except ValidationError as exc:
                 errors = exc.messages
-            else:
+            if not errors and preview is None:
                 self.message_user(
                     request,
                     f"Imported {result.access_policies} access and {result.rate_limit_policies} rate-limit "
@@ -166,6 +223,9 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
             "opts": self.model._meta,
             "form": form,
             "errors": errors,
+            "impact": preview,
+            "content": content if preview else "",
+            "confirm_name": IMPACT_CONFIRMED,
         }
         return TemplateResponse(request, "admin/policies/import.html", context)
 
@@ -313,6 +373,13 @@ class ShareGrantAdmin(admin.ModelAdmin[ShareGrant]):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ShareGrant]) -> None:
         for grant in queryset.select_related("template", "user", "group"):
             services.share_grant_delete(grant=grant, actor=request.user)
+
+
+IMPACT_CONFIRMED = "_impact_confirmed"
+
+
+def _proposed(policy: AccessPolicy) -> impact.PolicySet:
+    return impact.proposed_with_edit(name=policy.name, text=policy.text, enabled=policy.enabled, pk=policy.pk)
 
 
 def _resource_model(resource_type: str) -> Any:

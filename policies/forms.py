@@ -67,4 +67,15 @@ class SimulatorForm(forms.Form):
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(help_text="A JSON or YAML file as exported here. It replaces every policy.")
+    file = forms.FileField(required=False, help_text="A JSON or YAML file as exported here. It replaces every policy.")
+    # The file's text, carried from the impact preview to its confirmation.
+    content = forms.CharField(required=False, widget=forms.HiddenInput, strip=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        upload = data.get("file")
+        if upload is not None:
+            data["content"] = upload.read().decode("utf-8", errors="replace")
+        elif not data.get("content"):
+            raise forms.ValidationError("choose a file to import")
+        return data

@@ -1,7 +1,7 @@
 """What a policy change would do: the decisions that change, before it is saved.
 
 The current and the proposed policy sets are evaluated side by side over the
-real entity store: every active user and anonymous × the schema's actions ×
+real entity store: every active user and anonymous, times the actions of the schema, times
 the resources that exist (documents and dashboards, registered by their apps
 with `register_resources`; channels that have history or live subscribers in
 this process; every user's personal channel). Only the requests that a changed
@@ -78,6 +78,9 @@ class Head:
     scope: cedar.Scope
     slots: dict[str, tuple[str, str]] = field(default_factory=dict)
 
+    def admits_action(self, action: str) -> bool:
+        return self.actions is None or action in self.actions
+
     def admits_principal(self, uid: tuple[str, str], roles: frozenset[str]) -> bool:
         clause = self.principal
         op = clause.get("op")
@@ -88,7 +91,7 @@ class Head:
         inner = clause if op in {"==", "in"} else clause.get("in")
         if op == "is" and not isinstance(inner, dict):
             return True
-        target = cedar._est_uid(inner or {}, self.slots)  # noqa: SLF001  (one reader of EST uids)
+        target = cedar._est_uid(inner or {}, self.slots)
         if target is None:
             return True  # not understood: admit (evaluating more is only slower)
         if target == uid:
@@ -182,7 +185,9 @@ def _principals() -> list[Who]:
     for user in users:
         roles = sorted(group.name for group in user.groups.all())
         uid, text = cedar.principal_json(user, roles)
-        found.append(Who((uid["type"], uid["id"]), f'{user.get_username()} (User::"{user.pk}")', text, frozenset(roles)))
+        found.append(
+            Who((uid["type"], uid["id"]), f'{user.get_username()} (User::"{user.pk}")', text, frozenset(roles))
+        )
     uid, text = cedar.principal_json(None, ())
     found.append(Who((uid["type"], uid["id"]), "anonymous", text, frozenset()))
     return found
@@ -306,7 +311,9 @@ class Impact:
             "groups": [
                 {key: value for key, value in group.as_json().items() if key != "examples"} for group in self.groups
             ],
-            "examples": [vars(example) | {"change": group.change} for group in self.groups for example in group.examples[:3]],
+            "examples": [
+                vars(example) | {"change": group.change} for group in self.groups for example in group.examples[:3]
+            ],
             "evaluated": self.evaluated(),
         }
 
@@ -373,7 +380,7 @@ class _Evaluator:
 def _sample(items: list[Any], keep: int, seed: int) -> list[Any]:
     if keep >= len(items):
         return items
-    chosen = sorted(random.Random(seed).sample(range(len(items)), keep))  # noqa: S311  (not security)
+    chosen = sorted(random.Random(seed).sample(range(len(items)), keep))
     return [items[index] for index in chosen]
 
 
@@ -413,7 +420,7 @@ def compute_impact(
             if not reaching:
                 continue
             for action in ACTIONS_BY_TYPE.get(resource.type, ()):
-                these = frozenset(n for n in reaching if heads[n].actions is None or action in heads[n].actions)
+                these = frozenset(n for n in reaching if heads[n].admits_action(action))
                 if not these:
                     continue
                 if these not in unions:
@@ -448,7 +455,9 @@ def compute_impact(
         chunk = pairs[start : start + _CHUNK]
         texts = {}
         for resource, _action, _who in chunk:
-            texts[(resource.type, str(resource.id))] = cedar.resource_json(resource.type, str(resource.id), resource.attrs)
+            texts[(resource.type, str(resource.id))] = cedar.resource_json(
+                resource.type, str(resource.id), resource.attrs
+            )
         entities = cedar.entity_set([*principal_texts, *texts.values()])
         requests: list[tuple[Resource, dict[str, Any]]] = []
         meta: list[tuple[Who, str, Resource]] = []
@@ -549,5 +558,5 @@ def proposed_from_document(data: dict[str, Any]) -> PolicySet:
         if bool(row.get("enabled", True))
     ]
     names = {source.name for source in sources}
-    links = tuple(link for link in selectors.share_links() if link.template in names)
+    links = tuple(link for link in selectors.share_links(enabled_only=False) if link.template in names)
     return PolicySet(tuple(sorted(sources, key=lambda source: source.name)), links)

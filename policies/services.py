@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, QuerySet
 
-from policies import cedar, engine, watch
+from policies import cedar, engine, impact, watch
 from policies.models import (
     SHARE_TEMPLATES,
     AccessPolicy,
@@ -91,10 +91,14 @@ def _record_version(policy: AccessPolicy, *, change: str, actor: Actor) -> Acces
 
 
 @transaction.atomic
-def access_policy_save(*, policy: AccessPolicy, actor: Actor, change: str | None = None) -> AccessPolicy:
+def access_policy_save(
+    *, policy: AccessPolicy, actor: Actor, change: str | None = None, impact_summary: dict[str, Any] | None = None
+) -> AccessPolicy:
     """Validate (the whole set with this edit), save, keep a version, bump the policy version.
 
     Raises ValidationError and saves nothing when the set would be invalid.
+    `impact_summary` (what the administrator confirmed, `impact.Impact.summary`)
+    is audited with the save.
     """
     policy.full_clean()
     created = policy.pk is None
@@ -107,6 +111,10 @@ def access_policy_save(*, policy: AccessPolicy, actor: Actor, change: str | None
         change=change or (AccessPolicyVersion.Change.CREATED if created else AccessPolicyVersion.Change.UPDATED),
         actor=actor,
     )
+    if impact_summary is not None:
+        audit_record(
+            action="policy.change_confirmed", actor=actor, target=f"AccessPolicy::{policy.name}", details=impact_summary
+        )
     policy_version_bump()
     return policy
 
@@ -361,8 +369,27 @@ def _load_document(content: str | bytes) -> Any:
             raise ImportError_([f"the file is neither JSON ({json_error}) nor YAML ({yaml_error})"]) from None
 
 
+def policies_import_impact(*, content: str | bytes) -> impact.Impact:
+    """What importing `content` would change (raises ImportError_ for a file that would not import)."""
+    data = _load_document(content)
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise ImportError_([f'not a policies file: expected an object with "format": "{EXPORT_FORMAT}"'])
+    rows = data.get("access_policies") or []
+    if not isinstance(rows, list) or not all(
+        isinstance(row, dict) and isinstance(row.get("name"), str) and isinstance(row.get("text"), str) for row in rows
+    ):
+        raise ImportError_(["access_policies must be a list of objects with a string name and text"])
+    proposed = impact.proposed_from_document(data)
+    errors = cedar.check_policies([cedar.PolicySource(row["name"], row["text"]) for row in rows], proposed.links)
+    if errors:
+        raise ImportError_([str(error) for error in errors])
+    return impact.compute_impact(impact.PolicySet.current(), proposed)
+
+
 @transaction.atomic
-def policies_import(*, content: str | bytes, actor: Actor) -> ImportResult:
+def policies_import(
+    *, content: str | bytes, actor: Actor, impact_summary: dict[str, Any] | None = None
+) -> ImportResult:
     """Import every policy from one JSON or YAML file, all or nothing.
 
     The whole file is validated first (each access policy, the set together
@@ -446,5 +473,7 @@ def policies_import(*, content: str | bytes, actor: Actor) -> ImportResult:
         _record_version(policy, change=AccessPolicyVersion.Change.IMPORTED, actor=actor)
     for rate in rate_objects:
         rate.save()
+    if impact_summary is not None:
+        audit_record(action="policy.import_confirmed", actor=actor, target="AccessPolicy::*", details=impact_summary)
     policy_version_bump()
     return ImportResult(len(access_rows), len(rate_objects), removed)

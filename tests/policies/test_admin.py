@@ -24,8 +24,13 @@ def staff_client(admin_user: Any) -> Client:
     return client
 
 
-def post_policy(client: Client, name: str, text: str, url: str = ADD_URL, enabled: bool = True) -> Any:
+def post_policy(
+    client: Client, name: str, text: str, url: str = ADD_URL, enabled: bool = True, confirm: bool = True
+) -> Any:
+    """Post the form; `confirm`: as the impact preview's "Confirm and save" does (no preview)."""
     data = {"name": name, "description": "", "text": text}
+    if confirm:
+        data["_impact_confirmed"] = "1"
     if enabled:
         data["enabled"] = "on"
     return client.post(url, data)

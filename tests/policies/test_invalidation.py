@@ -142,7 +142,13 @@ def test_a_policy_saved_on_one_server_ends_a_subscription_on_another_through_red
         assert csrf is not None
         saved = admin.post(
             f"{editor.url}/admin/policies/accesspolicy/add/",
-            data={"csrfmiddlewaretoken": csrf.group(1), "name": "no-chat", "text": FORBID_CHAT, "enabled": "on"},
+            data={
+                "csrfmiddlewaretoken": csrf.group(1),
+                "name": "no-chat",
+                "text": FORBID_CHAT,
+                "enabled": "on",
+                "_impact_confirmed": "1",
+            },
             headers={"Referer": f"{editor.url}/admin/policies/accesspolicy/add/"},
             timeout=10,
         )
