@@ -308,6 +308,7 @@ class Impact:
             "gains": self.gains,
             "loses": self.loses,
             "live_subscriptions_ending": len(self.live_ending),
+            "live_examples": [vars(change) for change in self.live_ending[:EXAMPLES]],
             "groups": [
                 {key: value for key, value in group.as_json().items() if key != "examples"} for group in self.groups
             ],
