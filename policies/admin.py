@@ -17,13 +17,14 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from policies import authoring, impact, services
-from policies.forms import ImportForm, PolicyTextWidget, SimulatorForm
+from policies import authoring, impact, policytests, services
+from policies.forms import AccessPolicyForm, ImportForm, PolicyTextWidget, SimulatorForm
 from policies.models import (
     SHARE_TEMPLATES,
     AccessPolicy,
     AccessPolicyVersion,
     ConnectionLimitPolicy,
+    PolicyTestCase,
     RateLimitPolicy,
     ShareGrant,
 )
@@ -46,6 +47,7 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
         "history",
     ]
     fields = ["name", "description", "enabled", "text", *readonly_fields]
+    form = AccessPolicyForm
     change_list_template = "admin/policies/accesspolicy/change_list.html"
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
@@ -411,3 +413,44 @@ class ConnectionLimitPolicyAdmin(admin.ModelAdmin[ConnectionLimitPolicy]):
     list_filter = ["enabled", "scope"]
     list_select_related = ["role"]
     search_fields = ["name", "description"]
+
+
+@admin.register(PolicyTestCase)
+class PolicyTestCaseAdmin(admin.ModelAdmin[PolicyTestCase]):
+    """Expected decisions: every access-policy save and import runs the enabled ones and is refused if one fails."""
+
+    list_display = ["name", "enabled", "principal", "action", "resource_type", "resource_id", "expected", "result"]
+    list_filter = ["enabled", "expected", "action", "resource_type"]
+    search_fields = ["name", "principal", "resource_id", "note"]
+    fields = [
+        "name",
+        "enabled",
+        "principal",
+        "groups",
+        "is_staff",
+        "action",
+        "resource_type",
+        "resource_id",
+        "attrs",
+        "context",
+        "expected",
+        "note",
+    ]
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        current = impact.PolicySet.current()
+        results = policytests.run_cases(current.sources, current.links, changelist.result_list)
+        by_pk = {result.case.pk: result for result in results}
+        for case in changelist.result_list:
+            case.run_result = by_pk.get(case.pk)
+        return changelist
+
+    @admin.display(description="against the current set")
+    def result(self, obj: PolicyTestCase) -> str:
+        found = getattr(obj, "run_result", None)
+        if found is None:
+            return "-" if not obj.enabled else ""
+        if found.passed:
+            return format_html('<span class="{}">passes</span>', "policy-test-pass")
+        return format_html('<span class="policy-test-fail">fails</span>: {}', found.message())

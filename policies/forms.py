@@ -5,7 +5,7 @@ from typing import Any
 
 from django import forms
 
-from policies import cedar
+from policies import cedar, policytests
 
 
 class PolicyTextWidget(forms.Textarea):
@@ -25,6 +25,20 @@ class PolicyTextWidget(forms.Textarea):
         context = super().get_context(name, value, attrs)
         context["widget"]["search_url"] = self.search_url
         return context
+
+
+class AccessPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The admin's form: after the whole-set validation (AccessPolicy.clean), the policy tests."""
+
+    def _post_clean(self) -> None:
+        super()._post_clean()  # type: ignore[misc]  (the model validation runs here)
+        if self.errors:
+            return
+        policy = self.instance
+        for message in policytests.failures_with_edit(
+            name=policy.name, text=policy.text, enabled=policy.enabled, pk=policy.pk
+        ):
+            self.add_error("text", message)
 
 
 class SimulatorForm(forms.Form):

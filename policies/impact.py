@@ -437,18 +437,27 @@ def compute_impact(
     sampled = False
     if total > budget:
         sampled = True
-        keep = max(1, int(len(principals) * budget / total))
-        chosen = _sample(principals, keep, seed=1)
+        # Sample among the principals some changed policy can reach: the others add no request.
+        reached = frozenset().union(*head_principals)
+        candidates = [who for n, who in enumerate(principals) if n in reached]
+        keep = max(1, int(len(candidates) * budget / total))
+        chosen = _sample(candidates, keep, seed=1)
         pairs, total = plan(chosen, kept)
         if total > budget:
             kept = _sample(resources, max(1, int(len(resources) * budget / total)), seed=2)
             pairs, total = plan(chosen, kept)
 
     now = cedar.cedar_datetime(timezone.now())
-    context = cedar.context_json(
-        client_ip=None, token_scopes=settings.OAUTH2_SCOPES, auth_method="session", now=now, keys=None
-    )
     before, after = _Evaluator(current), _Evaluator(proposed)
+    # Only the context attributes some policy of either set reads: Cedar parses the context per request.
+    keys = before.index.context_keys, after.index.context_keys
+    context = cedar.context_json(
+        client_ip=None,
+        token_scopes=settings.OAUTH2_SCOPES,
+        auth_method="session",
+        now=now,
+        keys=None if None in keys else frozenset().union(*keys),  # type: ignore[arg-type]
+    )
     groups: dict[tuple[str, str, str], Group] = {}
     by_principal: dict[str, dict[str, int]] = {}
     principal_texts = [who.entity_json for who in principals]

@@ -14,12 +14,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, QuerySet
 
-from policies import cedar, engine, impact, watch
+from policies import cedar, engine, impact, policytests, watch
 from policies.models import (
     SHARE_TEMPLATES,
     AccessPolicy,
     AccessPolicyVersion,
     PolicyState,
+    PolicyTestCase,
     RateLimitPolicy,
     ShareGrant,
 )
@@ -101,6 +102,9 @@ def access_policy_save(
     is audited with the save.
     """
     policy.full_clean()
+    failing = policytests.failures_with_edit(name=policy.name, text=policy.text, enabled=policy.enabled, pk=policy.pk)
+    if failing:
+        raise ValidationError({"text": failing})
     created = policy.pk is None
     if created:
         policy.created_by = _user(actor)
@@ -336,12 +340,16 @@ def policies_export() -> dict[str, Any]:
         row: dict[str, Any] = {field: getattr(r, field) for field in RATE_FIELDS}
         row["role"] = r.role.name if r.role else None
         rate.append(row)
+    cases = [
+        {field: getattr(case, field) for field in policytests.CASE_FIELDS} for case in PolicyTestCase.objects.all()
+    ]
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_FORMAT_VERSION,
         "schema_version": cedar.SCHEMA_VERSION,
         "access_policies": access,
         "rate_limit_policies": rate,
+        "test_cases": cases,
     }
 
 
@@ -384,6 +392,31 @@ def policies_import_impact(*, content: str | bytes) -> impact.Impact:
     if errors:
         raise ImportError_([str(error) for error in errors])
     return impact.compute_impact(impact.PolicySet.current(), proposed)
+
+
+def _import_cases(data: dict[str, Any]) -> tuple[list[PolicyTestCase], list[str]]:
+    """The file's test cases (or, when it has none, the ones kept here) and what is wrong with them."""
+    if "test_cases" not in data:
+        return list(PolicyTestCase.objects.filter(enabled=True)), []
+    rows = data.get("test_cases") or []
+    if not isinstance(rows, list):
+        return [], ["test_cases must be a list"]
+    cases: list[PolicyTestCase] = []
+    errors: list[str] = []
+    seen: set[str] = set()
+    for index, row in enumerate(rows):
+        label = (row.get("name") if isinstance(row, dict) else None) or f"test_cases[{index}]"
+        if not isinstance(row, dict) or label in seen:
+            errors.append(f"{label}: must be an object with a unique name")
+            continue
+        seen.add(label)
+        case = policytests.case_from_row(row)
+        try:
+            case.full_clean(validate_unique=False)
+        except ValidationError as exc:
+            errors.extend(f"{label}: {field}: {'; '.join(msgs)}" for field, msgs in exc.message_dict.items())
+        cases.append(case)
+    return cases, errors
 
 
 @transaction.atomic
@@ -444,9 +477,23 @@ def policies_import(
         except ValidationError as exc:
             errors.extend(f"{label}: {field}: {'; '.join(msgs)}" for field, msgs in exc.message_dict.items())
         rate_objects.append(rate)
+    cases, case_errors = _import_cases(data)
+    errors.extend(case_errors)
+    if not errors:
+        enabled = [
+            cedar.PolicySource(row["name"], row["text"]) for row in access_rows if bool(row.get("enabled", True))
+        ]
+        enabled_names = {source.name for source in enabled}
+        links = [link for link in kept_links if link.template in enabled_names]
+        errors.extend(policytests.failures(enabled, links, cases))
     if errors:
         raise ImportError_(errors)
 
+    if "test_cases" in data:
+        PolicyTestCase.objects.exclude(name__in=[case.name for case in cases]).delete()
+        for case in cases:
+            case.pk = PolicyTestCase.objects.filter(name=case.name).values_list("pk", flat=True).first()
+            case.save()
     stale = AccessPolicy.objects.exclude(name__in=names)
     for policy in stale:
         _record_version(policy, change=AccessPolicyVersion.Change.DELETED, actor=actor)

@@ -162,7 +162,7 @@ POLICY_DECISION_CACHE_SECONDS = envint("POLICY_DECISION_CACHE_SECONDS", 5, minim
 POLICY_AUDIT_INTERVAL = envint("POLICY_AUDIT_INTERVAL", 60, minimum=1)
 # The impact preview of a policy change evaluates at most this many requests per
 # policy set; past it, principals (then resources) are sampled and it says so.
-POLICY_IMPACT_MAX_DECISIONS = envint("POLICY_IMPACT_MAX_DECISIONS", 200_000, minimum=1)
+POLICY_IMPACT_MAX_DECISIONS = envint("POLICY_IMPACT_MAX_DECISIONS", 20_000, minimum=1)
 RATE_LIMIT_KEY_PREFIX = envstr("RATE_LIMIT_KEY_PREFIX", "webconnect")
 
 # --- Authentication ----------------------------------------------------------
