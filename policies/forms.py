@@ -31,7 +31,7 @@ class AccessPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
     """The admin's form: after the whole-set validation (AccessPolicy.clean), the policy tests."""
 
     def _post_clean(self) -> None:
-        super()._post_clean()  # type: ignore[misc]  (the model validation runs here)
+        super()._post_clean()  # type: ignore[misc]
         if self.errors:
             return
         policy = self.instance

@@ -78,3 +78,22 @@ def test_the_impact_preview_names_who_loses_a_channel_cancel_changes_nothing_con
     ending = {"principal": f'carla (User::"{carla.pk}")', "action": "subscribe", "resource": 'Channel::"chat.lobby"'}
     assert event.details["live_examples"] == [ending], json.dumps(event.details)
     assert {**ending, "change": "loses"} in event.details["examples"]
+
+
+def test_a_failing_policy_test_blocks_the_save_with_its_message(page: Any, live_daphne: LiveServer, make_user: Any) -> None:
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("policies.migrations.0010_default_policy_tests").install(apps, None)  # flushed by now
+    make_user("chief", superuser=True)
+    sign_in(page, live_daphne, "/admin/policies/accesspolicy/add/")
+    page.fill("#id_name", "no-chat")
+    page.fill("#id_text", 'forbid(principal, action, resource is Channel)\nwhen { resource.namespace == "chat" };')
+    page.click("input[name=_save]")
+
+    error = page.text_content(".field-text .errorlist") or ""
+    assert "policy test signed-in-users-read-chat failed" in error
+    assert "expected allow, got deny (determining policies: no-chat)" in error
+    assert "Everyone signed in may use chat.*" in error  # the case's note
+    assert not AccessPolicy.objects.filter(name="no-chat").exists()
