@@ -108,12 +108,12 @@ def _actions(clause: dict[str, Any]) -> frozenset[str] | None:
     return None
 
 
-def _head(label: str, est: dict[str, Any], slots: dict[str, tuple[str, str]] | None = None) -> Head:
+def head_of(label: str, est: dict[str, Any], slots: dict[str, tuple[str, str]] | None = None) -> Head:
     slots = slots or {}
     return Head(label, est.get("principal") or {}, _actions(est.get("action") or {}), cedar.scope_of(est, slots), slots)
 
 
-def _ests(sources: Sequence[cedar.PolicySource]) -> dict[str, dict[str, Any]]:
+def policy_jsons(sources: Sequence[cedar.PolicySource]) -> dict[str, dict[str, Any]]:
     """Each policy's (or template's) JSON form by name."""
     if not sources:
         return {}
@@ -142,13 +142,13 @@ def changed_heads(current: PolicySet, proposed: PolicySet) -> tuple[list[str], l
     before = {source.name: source for source in current.sources}
     after = {source.name: source for source in proposed.sources}
     changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
-    old_ests = _ests([before[name] for name in changed if name in before])
-    new_ests = _ests([after[name] for name in changed if name in after])
-    heads = [_head(name, est) for ests in (old_ests, new_ests) for name, est in ests.items()]
+    old_ests = policy_jsons([before[name] for name in changed if name in before])
+    new_ests = policy_jsons([after[name] for name in changed if name in after])
+    heads = [head_of(name, est) for ests in (old_ests, new_ests) for name, est in ests.items()]
     changed_templates = set(changed)
     old_links = {link.link_id: link for link in current.links}
     new_links = {link.link_id: link for link in proposed.links}
-    all_templates = _ests(
+    all_templates = policy_jsons(
         [s for s in current.sources if any(link.template == s.name for link in current.links)]
         + [s for s in proposed.sources if any(link.template == s.name for link in proposed.links)]
     )
@@ -164,7 +164,7 @@ def changed_heads(current: PolicySet, proposed: PolicySet) -> tuple[list[str], l
             est = ests.get(link.template) or all_templates.get(link.template)
             if est is not None:
                 slots = {"?principal": link.principal, "?resource": link.resource}
-                heads.append(_head(link_id, est, slots))
+                heads.append(head_of(link_id, est, slots))
     return changed + changed_links, heads
 
 

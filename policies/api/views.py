@@ -42,6 +42,9 @@ class PolicyEvaluateApi(APIView):
         reason = serializers.CharField()
         principal = serializers.CharField()
         policy_version = serializers.IntegerField()
+        explanation = serializers.JSONField(
+            help_text="determining (name, text, effect), no_permit_matched, closest_permits (name, text)"
+        )
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
     def post(self, request: Request) -> Response:
@@ -68,6 +71,7 @@ class PolicyEvaluateApi(APIView):
             "reason": decision.reason,
             "principal": result.principal,
             "policy_version": result.version,
+            "explanation": result.explanation.as_json() if result.explanation else {},
         }
         return Response(self.OutputSerializer(output).data)
 

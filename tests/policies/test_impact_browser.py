@@ -80,7 +80,9 @@ def test_the_impact_preview_names_who_loses_a_channel_cancel_changes_nothing_con
     assert {**ending, "change": "loses"} in event.details["examples"]
 
 
-def test_a_failing_policy_test_blocks_the_save_with_its_message(page: Any, live_daphne: LiveServer, make_user: Any) -> None:
+def test_a_failing_policy_test_blocks_the_save_with_its_message(
+    page: Any, live_daphne: LiveServer, make_user: Any
+) -> None:
     import importlib
 
     from django.apps import apps
