@@ -96,7 +96,10 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
             preview = self._impact_preview(request, object_id)
             if preview is not None:
                 return preview
-        return super().changeform_view(request, object_id, form_url, extra_context)
+        response = super().changeform_view(request, object_id, form_url, extra_context)
+        # The Cedar editor validates with WebAssembly (cedar-wasm): compiling it needs this, on this page only.
+        response._csp_update = {"script-src": ["'wasm-unsafe-eval'"]}  # type: ignore[attr-defined]
+        return response
 
     def _impact_preview(self, request: HttpRequest, object_id: str | None) -> HttpResponse | None:
         """The decisions this edit would change, to confirm or cancel; None: save as usual.

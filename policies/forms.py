@@ -15,7 +15,8 @@ class PolicyTextWidget(forms.Textarea):
 
     class Media:
         css = {"all": ["policies/policy_text.css"]}
-        js = ["policies/policy_text.js"]
+        # The Cedar editor (frontend/src/policy-editor.js: CodeMirror 6 + cedar-wasm), then the picker.
+        js = ["policies/policy-editor.bundle.js", "policies/policy_text.js"]
 
     def __init__(self, *, search_url: str, attrs: dict[str, Any] | None = None) -> None:
         super().__init__({"class": "vLargeTextField", **(attrs or {})})
@@ -24,6 +25,7 @@ class PolicyTextWidget(forms.Textarea):
     def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
         context = super().get_context(name, value, attrs)
         context["widget"]["search_url"] = self.search_url
+        context["widget"]["schema"] = cedar.schema_text()  # the editor validates against the server's schema
         return context
 
 

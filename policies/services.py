@@ -391,6 +391,11 @@ def policies_import_impact(*, content: str | bytes) -> impact.Impact:
     errors = cedar.check_policies([cedar.PolicySource(row["name"], row["text"]) for row in rows], proposed.links)
     if errors:
         raise ImportError_([str(error) for error in errors])
+    # The policy tests too, before a preview offers to import what the import would refuse.
+    cases, case_errors = _import_cases(data)
+    failing = case_errors or policytests.failures(proposed.sources, proposed.links, cases)
+    if failing:
+        raise ImportError_(failing)
     return impact.compute_impact(impact.PolicySet.current(), proposed)
 
 

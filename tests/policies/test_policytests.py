@@ -116,3 +116,13 @@ def test_the_admin_lists_cases_with_their_result(admin_user: Any) -> None:
     client.force_login(admin_user)
     body = client.get("/admin/policies/policytestcase/").content.decode()
     assert "signed-in-users-read-chat" in body and "passes" in body and "fails" not in body
+
+
+def test_the_impact_api_refuses_a_file_that_breaks_a_case(admin_user: Any) -> None:
+    exported = policies_export()
+    exported["access_policies"].append({"name": "no-chat", "text": NO_CHAT, "enabled": True, "description": ""})
+    client = Client()
+    client.force_login(admin_user)
+    response = client.post("/api/policies/impact/", json.dumps(exported), content_type="application/json")
+    assert response.status_code == 400
+    assert any("policy test signed-in-users-read-chat failed" in e for e in response.json()["errors"])
