@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from csp.constants import NONCE
 from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -97,8 +98,9 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
             if preview is not None:
                 return preview
         response = super().changeform_view(request, object_id, form_url, extra_context)
-        # The Cedar editor validates with WebAssembly (cedar-wasm): compiling it needs this, on this page only.
-        response._csp_update = {"script-src": ["'wasm-unsafe-eval'"]}  # type: ignore[attr-defined]
+        # The Cedar editor, on this page only: cedar-wasm needs WebAssembly compiled, and CodeMirror
+        # adds <style> elements (with the nonce the template gives it, change_form.html).
+        response._csp_update = {"script-src": ["'wasm-unsafe-eval'"], "style-src": [NONCE]}  # type: ignore[attr-defined]
         return response
 
     def _impact_preview(self, request: HttpRequest, object_id: str | None) -> HttpResponse | None:

@@ -141,6 +141,8 @@ function setUp(textarea, schema) {
         }
       }),
       EditorView.contentAttributes.of({ "aria-label": "Policy text (Cedar)" }),
+      // CodeMirror's <style> elements carry the page's CSP nonce (style-src has no 'unsafe-inline').
+      EditorView.cspNonce.of(document.querySelector('meta[name="csp-nonce"]')?.content || ""),
     ],
   });
 

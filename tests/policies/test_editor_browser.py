@@ -3,6 +3,7 @@ type, before saving; formatting; completion from the schema; the server still va
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,8 +18,9 @@ TYPO = 'permit(principal, action, resource is Channel)\nwhen { resource.namespae
 
 
 def test_the_editor_shows_a_line_and_column_error_before_saving(
-    page: Any, live_daphne: LiveServer, make_user: Any
+    page: Any, live_server_factory: Callable[..., LiveServer], make_user: Any
 ) -> None:
+    live_daphne = live_server_factory()  # its own: it saves through the admin (see test_impact_browser.py)
     make_user("chief", superuser=True)
     sign_in(page, live_daphne, "/admin/policies/accesspolicy/add/")
     page.wait_for_selector(".policy-editor[data-ready=true]")

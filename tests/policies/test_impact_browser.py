@@ -27,8 +27,13 @@ def sign_in(page: Any, server: LiveServer, next_path: str) -> None:
 
 
 def test_the_impact_preview_names_who_loses_a_channel_cancel_changes_nothing_confirm_ends_it(
-    page: Any, live_daphne: LiveServer, make_user: Callable[..., Any], mint_token: Callable[..., str]
+    page: Any,
+    live_server_factory: Callable[..., LiveServer],
+    make_user: Callable[..., Any],
+    mint_token: Callable[..., str],
 ) -> None:
+    # Its own server: a shared one may cache content type ids of a database flushed since (admin's LogEntry).
+    live_daphne = live_server_factory()
     _install_namespaces()
     make_user("chief", superuser=True)
     carla = make_user("carla")
