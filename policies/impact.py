@@ -32,7 +32,10 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from policies import cedar, selectors
+from policies.models import AccessPolicy
 from webconnect.identity import Principal, Resource
+from webconnect.realtime.hub import history_channels, live_subscribers
+from webconnect.realtime.selectors import namespaces_all
 
 EXAMPLES = 10  # per group
 TOP_PRINCIPALS = 20
@@ -195,8 +198,6 @@ def _principals() -> list[Who]:
 
 def live_channel_subscriptions() -> list[tuple[str, Principal]]:
     """(channel, principal) of every live /ws/ subscription in this process."""
-    from webconnect.realtime.hub import live_subscribers
-
     return [
         (channel, principal)
         for channel, subscriber in live_subscribers()
@@ -206,14 +207,10 @@ def live_channel_subscriptions() -> list[tuple[str, Principal]]:
 
 def _history_channels() -> set[str]:
     """Channels that have history: Redis streams, or this process's memory."""
-    from webconnect.realtime.hub import history_channels
-
     return history_channels()
 
 
 def _channel_resources(users: Iterable[Who], live: Iterable[str]) -> list[Resource]:
-    from webconnect.realtime.selectors import namespaces_all
-
     namespaces = namespaces_all()
     names = set(live) | _history_channels()
     if "user" in namespaces:
@@ -510,8 +507,6 @@ def compute_impact(
 
 def _live_ending(live: list[tuple[str, Principal]], before: _Evaluator, after: _Evaluator, now: str) -> list[Change]:
     """Live subscriptions allowed now and denied by the proposed set, each with its own context."""
-    from webconnect.realtime.selectors import namespaces_all
-
     namespaces = namespaces_all()
     ending = []
     for channel, principal in live:
@@ -543,8 +538,6 @@ def _live_ending(live: list[tuple[str, Principal]], before: _Evaluator, after: _
 
 def proposed_with_edit(*, name: str, text: str, enabled: bool, pk: int | None) -> PolicySet:
     """The enabled set as it would be with one policy saved (as AccessPolicy.set_errors builds it)."""
-    from policies.models import AccessPolicy
-
     current = PolicySet.current()
     old_name = AccessPolicy.objects.filter(pk=pk).values_list("name", flat=True).first() if pk else None
     sources = [source for source in current.sources if source.name not in {name, old_name}]

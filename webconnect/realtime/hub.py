@@ -24,7 +24,7 @@ from django.conf import settings
 
 from webconnect.kernel.bus import CHANNEL_MESSAGES, get_bus
 from webconnect.realtime import metrics, protocol
-from webconnect.realtime.history import MemoryHistory, Position, Recovery, RedisHistory
+from webconnect.realtime.history import MemoryHistory, Position, Recovery, RedisHistory, stream_key_pattern
 from webconnect.realtime.presence import MemoryPresence, RedisPresence, process_ttl
 from webconnect.realtime.selectors import NamespaceConfig
 
@@ -212,8 +212,6 @@ def history_channels(limit: int = 100_000) -> set[str]:
     """Channels that have history: the Redis streams (services mode), or this process's memory."""
     if settings.REDIS_URL:
         import redis
-
-        from webconnect.realtime.history import stream_key_pattern
 
         prefix = settings.REALTIME_REDIS_PREFIX
         client = redis.Redis.from_url(settings.REDIS_URL)
