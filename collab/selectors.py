@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -19,6 +20,12 @@ def document_resource(document: Document) -> Resource:
     template-linked policy naming this document (policies.ShareGrant).
     """
     return Resource("Document", str(document.pk), {"owner_id": document.owner_id})
+
+
+def all_document_resources() -> Iterator[Resource]:
+    """Every document as authorization sees it (the policy-change impact preview)."""
+    for document in Document.objects.only("pk", "owner_id").order_by("pk").iterator():
+        yield document_resource(document)
 
 
 def document_resource_by_id(document_id: int) -> Resource | None:

@@ -14,7 +14,11 @@ class DashboardsConfig(AppConfig):
             ops,
             recorder,
         )
+        from dashboards.selectors import all_dashboard_resources
+        from policies.impact import register_resources
         from webconnect.kernel import startup
+
+        register_resources("Dashboard", all_dashboard_resources)
 
         if settings.DASHBOARDS_BACKGROUND:
             startup.register("dashboards-recorder", recorder.run_default)

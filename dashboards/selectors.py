@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,12 @@ def dashboard_resource(dashboard: Dashboard) -> Resource:
         str(dashboard.pk),
         {"owner_id": dashboard.owner_id, "visibility": dashboard.visibility, "editor_ids": [], "viewer_ids": []},
     )
+
+
+def all_dashboard_resources() -> Iterator[Resource]:
+    """Every dashboard as authorization sees it (the policy-change impact preview)."""
+    for dashboard in Dashboard.objects.only("pk", "owner_id", "visibility").order_by("pk").iterator():
+        yield dashboard_resource(dashboard)
 
 
 def dashboard_rights(principal: Principal, dashboard: Dashboard) -> tuple[bool, bool]:

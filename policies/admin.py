@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from csp.constants import NONCE
 from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -16,13 +18,14 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from policies import authoring, services
-from policies.forms import ImportForm, PolicyTextWidget, SimulatorForm
+from policies import authoring, impact, policytests, services
+from policies.forms import AccessPolicyForm, ImportForm, PolicyTextWidget, SimulatorForm
 from policies.models import (
     SHARE_TEMPLATES,
     AccessPolicy,
     AccessPolicyVersion,
     ConnectionLimitPolicy,
+    PolicyTestCase,
     RateLimitPolicy,
     ShareGrant,
 )
@@ -45,6 +48,7 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
         "history",
     ]
     fields = ["name", "description", "enabled", "text", *readonly_fields]
+    form = AccessPolicyForm
     change_list_template = "admin/policies/accesspolicy/change_list.html"
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
@@ -80,8 +84,59 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
         return format_html('<a href="{}">{} version(s)</a>', url, obj.versions.count())
 
     def save_model(self, request: HttpRequest, obj: AccessPolicy, form: Any, change: bool) -> None:
-        # The form already ran the whole-set validation (AccessPolicy.clean).
-        services.access_policy_save(policy=obj, actor=request.user)
+        # The form already ran the whole-set validation (AccessPolicy.clean). The impact is
+        # computed again here, against the set as it is now, so the audit says what this save did.
+        result = impact.compute_impact(impact.PolicySet.current(), _proposed(obj))
+        summary = result.summary() | {"confirmed": IMPACT_CONFIRMED in request.POST}
+        services.access_policy_save(policy=obj, actor=request.user, impact_summary=summary)
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        if request.method == "POST" and IMPACT_CONFIRMED not in request.POST:
+            preview = self._impact_preview(request, object_id)
+            if preview is not None:
+                return preview
+        response = super().changeform_view(request, object_id, form_url, extra_context)
+        # The Cedar editor, on this page only: cedar-wasm needs WebAssembly compiled, and CodeMirror
+        # adds <style> elements (with the nonce the template gives it, change_form.html).
+        response._csp_update = {"script-src": ["'wasm-unsafe-eval'"], "style-src": [NONCE]}  # type: ignore[attr-defined]
+        return response
+
+    def _impact_preview(self, request: HttpRequest, object_id: str | None) -> HttpResponse | None:
+        """The decisions this edit would change, to confirm or cancel; None: save as usual.
+
+        A form with errors, or an edit that changes no decision and ends no live
+        subscription, goes straight on (the errors are shown, or it saves)."""
+        obj = self.get_object(request, unquote(object_id)) if object_id else None
+        if object_id and obj is None:
+            return None
+        if not (self.has_change_permission(request, obj) if obj else self.has_add_permission(request)):
+            return None
+        form = self.get_form(request, obj, change=obj is not None)(request.POST, request.FILES, instance=obj)
+        if not form.is_valid():
+            return None
+        result = impact.compute_impact(impact.PolicySet.current(), _proposed(form.instance))
+        if result.empty:
+            return None
+        cancel = (
+            reverse("admin:policies_accesspolicy_change", args=[obj.pk])
+            if obj
+            else reverse("admin:policies_accesspolicy_changelist")
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Confirm the change to {form.instance.name}",
+            "opts": self.model._meta,
+            "policy": form.instance,
+            "impact": result.as_json(),
+            "fields": [
+                (key, value) for key, values in request.POST.lists() for value in values if key != "csrfmiddlewaretoken"
+            ],
+            "confirm_name": IMPACT_CONFIRMED,
+            "cancel_url": cancel,
+        }
+        return TemplateResponse(request, "admin/policies/accesspolicy/impact.html", context)
 
     def delete_model(self, request: HttpRequest, obj: AccessPolicy) -> None:
         try:
@@ -148,12 +203,21 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
             return HttpResponseRedirect(reverse("admin:index"))
         form = ImportForm(request.POST or None, request.FILES or None)
         errors: list[str] = []
+        preview = None
+        content = ""
         if request.method == "POST" and form.is_valid():
+            content = form.cleaned_data["content"]
+            confirmed = IMPACT_CONFIRMED in request.POST
             try:
-                result = services.policies_import(content=form.cleaned_data["file"].read(), actor=request.user)
+                found = services.policies_import_impact(content=content)
+                if confirmed or found.empty:
+                    summary = found.summary() | {"confirmed": confirmed}
+                    result = services.policies_import(content=content, actor=request.user, impact_summary=summary)
+                else:
+                    preview = found.as_json()
             except ValidationError as exc:
                 errors = exc.messages
-            else:
+            if not errors and preview is None:
                 self.message_user(
                     request,
                     f"Imported {result.access_policies} access and {result.rate_limit_policies} rate-limit "
@@ -166,6 +230,9 @@ class AccessPolicyAdmin(admin.ModelAdmin[AccessPolicy]):
             "opts": self.model._meta,
             "form": form,
             "errors": errors,
+            "impact": preview,
+            "content": content if preview else "",
+            "confirm_name": IMPACT_CONFIRMED,
         }
         return TemplateResponse(request, "admin/policies/import.html", context)
 
@@ -315,6 +382,13 @@ class ShareGrantAdmin(admin.ModelAdmin[ShareGrant]):
             services.share_grant_delete(grant=grant, actor=request.user)
 
 
+IMPACT_CONFIRMED = "_impact_confirmed"
+
+
+def _proposed(policy: AccessPolicy) -> impact.PolicySet:
+    return impact.proposed_with_edit(name=policy.name, text=policy.text, enabled=policy.enabled, pk=policy.pk)
+
+
 def _resource_model(resource_type: str) -> Any:
     label = ShareGrant.RESOURCE_MODELS.get(resource_type)
     return apps.get_model(label) if label else None
@@ -344,3 +418,44 @@ class ConnectionLimitPolicyAdmin(admin.ModelAdmin[ConnectionLimitPolicy]):
     list_filter = ["enabled", "scope"]
     list_select_related = ["role"]
     search_fields = ["name", "description"]
+
+
+@admin.register(PolicyTestCase)
+class PolicyTestCaseAdmin(admin.ModelAdmin[PolicyTestCase]):
+    """Expected decisions: every access-policy save and import runs the enabled ones and is refused if one fails."""
+
+    list_display = ["name", "enabled", "principal", "action", "resource_type", "resource_id", "expected", "result"]
+    list_filter = ["enabled", "expected", "action", "resource_type"]
+    search_fields = ["name", "principal", "resource_id", "note"]
+    fields = [
+        "name",
+        "enabled",
+        "principal",
+        "groups",
+        "is_staff",
+        "action",
+        "resource_type",
+        "resource_id",
+        "attrs",
+        "context",
+        "expected",
+        "note",
+    ]
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        current = impact.PolicySet.current()
+        results = policytests.run_cases(current.sources, current.links, changelist.result_list)
+        by_pk = {result.case.pk: result for result in results}
+        for case in changelist.result_list:
+            case.run_result = by_pk.get(case.pk)
+        return changelist
+
+    @admin.display(description="against the current set")
+    def result(self, obj: PolicyTestCase) -> str:
+        found = getattr(obj, "run_result", None)
+        if found is None:
+            return "-" if not obj.enabled else ""
+        if found.passed:
+            return format_html('<span class="{}">passes</span>', "policy-test-pass")
+        return format_html('<span class="policy-test-fail">fails</span>: {}', found.message())

@@ -5,7 +5,7 @@ from typing import Any
 
 from django import forms
 
-from policies import cedar
+from policies import cedar, policytests
 
 
 class PolicyTextWidget(forms.Textarea):
@@ -15,7 +15,8 @@ class PolicyTextWidget(forms.Textarea):
 
     class Media:
         css = {"all": ["policies/policy_text.css"]}
-        js = ["policies/policy_text.js"]
+        # The Cedar editor (frontend/src/policy-editor.js: CodeMirror 6 + cedar-wasm), then the picker.
+        js = ["policies/policy-editor.bundle.js", "policies/policy_text.js"]
 
     def __init__(self, *, search_url: str, attrs: dict[str, Any] | None = None) -> None:
         super().__init__({"class": "vLargeTextField", **(attrs or {})})
@@ -24,7 +25,22 @@ class PolicyTextWidget(forms.Textarea):
     def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
         context = super().get_context(name, value, attrs)
         context["widget"]["search_url"] = self.search_url
+        context["widget"]["schema"] = cedar.schema_text()  # the editor validates against the server's schema
         return context
+
+
+class AccessPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The admin's form: after the whole-set validation (AccessPolicy.clean), the policy tests."""
+
+    def _post_clean(self) -> None:
+        super()._post_clean()  # type: ignore[misc]
+        if self.errors:
+            return
+        policy = self.instance
+        for message in policytests.failures_with_edit(
+            name=policy.name, text=policy.text, enabled=policy.enabled, pk=policy.pk
+        ):
+            self.add_error("text", message)
 
 
 class SimulatorForm(forms.Form):
@@ -67,4 +83,15 @@ class SimulatorForm(forms.Form):
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(help_text="A JSON or YAML file as exported here. It replaces every policy.")
+    file = forms.FileField(required=False, help_text="A JSON or YAML file as exported here. It replaces every policy.")
+    # The file's text, carried from the impact preview to its confirmation.
+    content = forms.CharField(required=False, widget=forms.HiddenInput, strip=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        upload = data.get("file")
+        if upload is not None:
+            data["content"] = upload.read().decode("utf-8", errors="replace")
+        elif not data.get("content"):
+            raise forms.ValidationError("choose a file to import")
+        return data

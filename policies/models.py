@@ -345,3 +345,59 @@ class ConnectionLimitPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.max_connections} {self.get_scope_display()}"
+
+
+CASE_CONTEXT_KEYS = ("client_ip", "now", "auth_method", "token_scopes")
+
+
+class PolicyTestCase(models.Model):
+    """An expected decision, checked against the proposed set on every save and import.
+
+    The principal is "anonymous", a username, or `User::"<id>"`; a user that does
+    not exist is evaluated with `groups` and `is_staff` from the case, so shipped
+    cases need no accounts. Resource attrs and context are as the simulator takes them.
+    """
+
+    class Expected(models.TextChoices):
+        ALLOW = "allow"
+        DENY = "deny"
+
+    name = models.CharField(max_length=100, unique=True)
+    enabled = models.BooleanField(default=True)
+    principal = models.CharField(
+        max_length=150, default="anonymous", help_text='"anonymous", a username, or User::"<id>".'
+    )
+    groups = models.JSONField(
+        default=list, blank=True, help_text='Group names of a user that does not exist, e.g. ["ops"].'
+    )
+    is_staff = models.BooleanField(default=False, help_text="Staff flag of a user that does not exist.")
+    action = models.CharField(max_length=32, choices=[(a, a) for a in cedar.ACTIONS])
+    resource_type = models.CharField(max_length=32, choices=[(t, t) for t in cedar.RESOURCE_TYPES])
+    resource_id = models.CharField(max_length=255)
+    attrs = models.JSONField(
+        default=dict, blank=True, help_text='Resource attributes, e.g. {"owner_id": 1, "visibility": "public"}.'
+    )
+    context = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            'Request context: client_ip, now (ISO time), auth_method, token_scopes; e.g. {"client_ip": "10.0.0.1"}.'
+        ),
+    )
+    expected = models.CharField(max_length=8, choices=Expected.choices)
+    note = models.TextField(blank=True, help_text="Why this decision is expected (shown when the case fails).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not isinstance(self.groups, list) or not all(isinstance(group, str) for group in self.groups):
+            raise ValidationError({"groups": "a list of group names"})
+        if not isinstance(self.attrs, dict):
+            raise ValidationError({"attrs": "a JSON object"})
+        if not isinstance(self.context, dict) or set(self.context) - set(CASE_CONTEXT_KEYS):
+            raise ValidationError({"context": "a JSON object with client_ip, now, auth_method, token_scopes"})

@@ -26,13 +26,12 @@ def enabled_sources() -> list[cedar.PolicySource]:
     ]
 
 
-def share_links() -> list[cedar.Link]:
-    """Links whose template is enabled (a disabled template grants nothing)."""
+def share_links(*, enabled_only: bool = True) -> list[cedar.Link]:
+    """Links whose template is enabled (a disabled template grants nothing); every link if not `enabled_only`."""
     # Rows, not model instances: a set with thousands of shares is loaded on every version.
-    rows = (
-        ShareGrant.objects.filter(template__enabled=True)
-        .order_by("pk")
-        .values_list("pk", "template__name", "principal_type", "principal_id", "resource_type", "resource_id")
+    grants = ShareGrant.objects.filter(template__enabled=True) if enabled_only else ShareGrant.objects.all()
+    rows = grants.order_by("pk").values_list(
+        "pk", "template__name", "principal_type", "principal_id", "resource_type", "resource_id"
     )
     return [
         cedar.Link(f"{cedar.LINK_PREFIX}{pk}", template, (principal_type, principal_id), (resource_type, resource_id))

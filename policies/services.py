@@ -14,12 +14,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, QuerySet
 
-from policies import cedar, engine, watch
+from policies import cedar, engine, impact, policytests, watch
 from policies.models import (
     SHARE_TEMPLATES,
     AccessPolicy,
     AccessPolicyVersion,
     PolicyState,
+    PolicyTestCase,
     RateLimitPolicy,
     ShareGrant,
 )
@@ -91,12 +92,19 @@ def _record_version(policy: AccessPolicy, *, change: str, actor: Actor) -> Acces
 
 
 @transaction.atomic
-def access_policy_save(*, policy: AccessPolicy, actor: Actor, change: str | None = None) -> AccessPolicy:
+def access_policy_save(
+    *, policy: AccessPolicy, actor: Actor, change: str | None = None, impact_summary: dict[str, Any] | None = None
+) -> AccessPolicy:
     """Validate (the whole set with this edit), save, keep a version, bump the policy version.
 
     Raises ValidationError and saves nothing when the set would be invalid.
+    `impact_summary` (what the administrator confirmed, `impact.Impact.summary`)
+    is audited with the save.
     """
     policy.full_clean()
+    failing = policytests.failures_with_edit(name=policy.name, text=policy.text, enabled=policy.enabled, pk=policy.pk)
+    if failing:
+        raise ValidationError({"text": failing})
     created = policy.pk is None
     if created:
         policy.created_by = _user(actor)
@@ -107,6 +115,10 @@ def access_policy_save(*, policy: AccessPolicy, actor: Actor, change: str | None
         change=change or (AccessPolicyVersion.Change.CREATED if created else AccessPolicyVersion.Change.UPDATED),
         actor=actor,
     )
+    if impact_summary is not None:
+        audit_record(
+            action="policy.change_confirmed", actor=actor, target=f"AccessPolicy::{policy.name}", details=impact_summary
+        )
     policy_version_bump()
     return policy
 
@@ -328,12 +340,16 @@ def policies_export() -> dict[str, Any]:
         row: dict[str, Any] = {field: getattr(r, field) for field in RATE_FIELDS}
         row["role"] = r.role.name if r.role else None
         rate.append(row)
+    cases = [
+        {field: getattr(case, field) for field in policytests.CASE_FIELDS} for case in PolicyTestCase.objects.all()
+    ]
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_FORMAT_VERSION,
         "schema_version": cedar.SCHEMA_VERSION,
         "access_policies": access,
         "rate_limit_policies": rate,
+        "test_cases": cases,
     }
 
 
@@ -361,8 +377,57 @@ def _load_document(content: str | bytes) -> Any:
             raise ImportError_([f"the file is neither JSON ({json_error}) nor YAML ({yaml_error})"]) from None
 
 
+def policies_import_impact(*, content: str | bytes) -> impact.Impact:
+    """What importing `content` would change (raises ImportError_ for a file that would not import)."""
+    data = _load_document(content)
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise ImportError_([f'not a policies file: expected an object with "format": "{EXPORT_FORMAT}"'])
+    rows = data.get("access_policies") or []
+    if not isinstance(rows, list) or not all(
+        isinstance(row, dict) and isinstance(row.get("name"), str) and isinstance(row.get("text"), str) for row in rows
+    ):
+        raise ImportError_(["access_policies must be a list of objects with a string name and text"])
+    proposed = impact.proposed_from_document(data)
+    errors = cedar.check_policies([cedar.PolicySource(row["name"], row["text"]) for row in rows], proposed.links)
+    if errors:
+        raise ImportError_([str(error) for error in errors])
+    # The policy tests too, before a preview offers to import what the import would refuse.
+    cases, case_errors = _import_cases(data)
+    failing = case_errors or policytests.failures(proposed.sources, proposed.links, cases)
+    if failing:
+        raise ImportError_(failing)
+    return impact.compute_impact(impact.PolicySet.current(), proposed)
+
+
+def _import_cases(data: dict[str, Any]) -> tuple[list[PolicyTestCase], list[str]]:
+    """The file's test cases (or, when it has none, the ones kept here) and what is wrong with them."""
+    if "test_cases" not in data:
+        return list(PolicyTestCase.objects.filter(enabled=True)), []
+    rows = data.get("test_cases") or []
+    if not isinstance(rows, list):
+        return [], ["test_cases must be a list"]
+    cases: list[PolicyTestCase] = []
+    errors: list[str] = []
+    seen: set[str] = set()
+    for index, row in enumerate(rows):
+        label = (row.get("name") if isinstance(row, dict) else None) or f"test_cases[{index}]"
+        if not isinstance(row, dict) or label in seen:
+            errors.append(f"{label}: must be an object with a unique name")
+            continue
+        seen.add(label)
+        case = policytests.case_from_row(row)
+        try:
+            case.full_clean(validate_unique=False)
+        except ValidationError as exc:
+            errors.extend(f"{label}: {field}: {'; '.join(msgs)}" for field, msgs in exc.message_dict.items())
+        cases.append(case)
+    return cases, errors
+
+
 @transaction.atomic
-def policies_import(*, content: str | bytes, actor: Actor) -> ImportResult:
+def policies_import(
+    *, content: str | bytes, actor: Actor, impact_summary: dict[str, Any] | None = None
+) -> ImportResult:
     """Import every policy from one JSON or YAML file, all or nothing.
 
     The whole file is validated first (each access policy, the set together
@@ -417,9 +482,23 @@ def policies_import(*, content: str | bytes, actor: Actor) -> ImportResult:
         except ValidationError as exc:
             errors.extend(f"{label}: {field}: {'; '.join(msgs)}" for field, msgs in exc.message_dict.items())
         rate_objects.append(rate)
+    cases, case_errors = _import_cases(data)
+    errors.extend(case_errors)
+    if not errors:
+        enabled = [
+            cedar.PolicySource(row["name"], row["text"]) for row in access_rows if bool(row.get("enabled", True))
+        ]
+        enabled_names = {source.name for source in enabled}
+        links = [link for link in kept_links if link.template in enabled_names]
+        errors.extend(policytests.failures(enabled, links, cases))
     if errors:
         raise ImportError_(errors)
 
+    if "test_cases" in data:
+        PolicyTestCase.objects.exclude(name__in=[case.name for case in cases]).delete()
+        for case in cases:
+            case.pk = PolicyTestCase.objects.filter(name=case.name).values_list("pk", flat=True).first()
+            case.save()
     stale = AccessPolicy.objects.exclude(name__in=names)
     for policy in stale:
         _record_version(policy, change=AccessPolicyVersion.Change.DELETED, actor=actor)
@@ -446,5 +525,7 @@ def policies_import(*, content: str | bytes, actor: Actor) -> ImportResult:
         _record_version(policy, change=AccessPolicyVersion.Change.IMPORTED, actor=actor)
     for rate in rate_objects:
         rate.save()
+    if impact_summary is not None:
+        audit_record(action="policy.import_confirmed", actor=actor, target="AccessPolicy::*", details=impact_summary)
     policy_version_bump()
     return ImportResult(len(access_rows), len(rate_objects), removed)

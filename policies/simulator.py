@@ -18,7 +18,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from policies import engine
+from policies import cedar, engine, impact
+from policies.explain import Explanation, explain
 from webconnect.authorization import required_scope
 from webconnect.identity import (
     Decision,
@@ -40,6 +41,7 @@ class Simulation:
     principal: str
     version: int
     resource: str = ""  # the resource as evaluated (usernames resolved), e.g. Channel::"user.3"
+    explanation: Explanation | None = None  # the determining policies' text, or the closest permits
 
 
 _USER_UID = re.compile(r'^User::"(\d+)"$')
@@ -156,4 +158,16 @@ def simulate(
         decision = engine.evaluate(snap, principal, action, resource, context, audit=False, strict=True)
     except Exception as exc:
         decision = Decision(False, errors=(f"{type(exc).__name__}: {exc}",), reason="evaluation error")
-    return Simulation(decision, who, snap.version, f'{resource_type}::"{resource_id}"')
+    current = impact.PolicySet.current()
+    user = principal.user if principal.is_authenticated else None
+    explanation = explain(
+        allowed=decision.allowed,
+        determining=decision.policies,
+        sources=current.sources,
+        links=current.links,
+        principal=("User", str(user.pk)) if user is not None else ("Anonymous", cedar.ANONYMOUS_ID),
+        roles=user.groups.values_list("name", flat=True) if user is not None else (),
+        action=action,
+        resource=(resource_type, resource_id),
+    )
+    return Simulation(decision, who, snap.version, f'{resource_type}::"{resource_id}"', explanation)

@@ -432,3 +432,12 @@ def page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+
+
+@pytest.fixture
+def no_policy_tests(db: None) -> None:
+    """No policy test cases: for tests that save a policy breaking the shipped ones on purpose
+    (a save is refused while a case fails; tests/policies/test_policytests.py covers that)."""
+    from policies.models import PolicyTestCase
+
+    PolicyTestCase.objects.all().delete()

@@ -163,6 +163,9 @@ POLICY_DECISION_CACHE_SECONDS = envint("POLICY_DECISION_CACHE_SECONDS", 5, minim
 # Denials and rate-limit hits are audited once per key per this many seconds
 # (repeats are counted into the next event), so a flood cannot flood the audit log.
 POLICY_AUDIT_INTERVAL = envint("POLICY_AUDIT_INTERVAL", 60, minimum=1)
+# The impact preview of a policy change evaluates at most this many requests per
+# policy set; past it, principals (then resources) are sampled and it says so.
+POLICY_IMPACT_MAX_DECISIONS = envint("POLICY_IMPACT_MAX_DECISIONS", 20_000, minimum=1)
 RATE_LIMIT_KEY_PREFIX = envstr("RATE_LIMIT_KEY_PREFIX", "webconnect")
 
 # --- Authentication ----------------------------------------------------------

@@ -6,4 +6,5 @@ from policies.api import views
 
 urlpatterns = [
     path("evaluate/", views.PolicyEvaluateApi.as_view(), name="api-policies-evaluate"),
+    path("impact/", views.PolicyImpactApi.as_view(), name="api-policies-impact"),
 ]

@@ -209,6 +209,7 @@ def test_forbidden_is_refused_and_an_unknown_namespace_is_a_usage_error(
 # --- Subscriptions the server ends ------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("no_policy_tests")
 def test_a_subscription_ended_by_a_policy_change_prints_why_and_exits(
     alice: Any, bob: Any, live_server_factory: Callable[..., LiveServer], mint_token: Callable[..., str]
 ) -> None:

@@ -67,6 +67,7 @@ def test_the_owner_rule_and_attrs_passed_by_callers(alice: Any, bob: Any, make_u
     assert authorize(Principal(alice), "view", board) and not authorize(Principal(alice), "edit", board)
 
 
+@pytest.mark.usefixtures("no_policy_tests")
 def test_an_ip_range_condition(alice: Any) -> None:
     add_policy(
         "chat-from-office-only",
@@ -153,6 +154,7 @@ def test_denials_are_audited_once_per_window(alice: Any) -> None:
     assert events.get().details["reason"] == "no policy permits this"
 
 
+@pytest.mark.usefixtures("no_policy_tests")
 def test_decisions_are_cached_until_the_version_moves(alice: Any) -> None:
     from policies import engine
 

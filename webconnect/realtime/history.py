@@ -58,6 +58,10 @@ class MemoryHistory:
         self._logs: dict[str, _Log] = {}
         self._next_sweep = 1024
 
+    def channel_names(self) -> Any:
+        """The channels that have (or had, until the next sweep) history here; a live view."""
+        return self._logs.keys()
+
     def _log(self, channel: str, ttl: int) -> _Log:
         log = self._logs.get(channel)
         now = time.monotonic()

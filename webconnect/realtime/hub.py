@@ -26,7 +26,7 @@ from django.conf import settings
 
 from webconnect.kernel.bus import CHANNEL_MESSAGES, get_bus
 from webconnect.realtime import metrics, protocol
-from webconnect.realtime.history import MemoryHistory, Position, Recovery, RedisHistory
+from webconnect.realtime.history import MemoryHistory, Position, Recovery, RedisHistory, stream_key_pattern
 from webconnect.realtime.presence import MemoryPresence, RedisPresence, process_ttl
 from webconnect.realtime.selectors import NamespaceConfig
 
@@ -219,3 +219,46 @@ def get_hub() -> Hub:
     if _hub is None:
         _hub = Hub()
     return _hub
+
+
+def _snapshot(items: Any) -> list[Any]:
+    # Read from a request thread while the event loop may change it: retry a torn copy.
+    for _attempt in range(10):
+        try:
+            return list(items)
+        except RuntimeError:
+            continue
+    return []
+
+
+def live_subscribers() -> list[tuple[str, Subscriber]]:
+    """(channel, subscriber) for every live subscription of this process (any thread)."""
+    if _hub is None:
+        return []
+    return [
+        (channel, subscriber)
+        for channel, subscribers in _snapshot(_hub.local.items())
+        for subscriber in _snapshot(subscribers)
+    ]
+
+
+def history_channels(limit: int = 100_000) -> set[str]:
+    """Channels that have history: the Redis streams (services mode), or this process's memory."""
+    if settings.REDIS_URL:
+        import redis
+
+        prefix = settings.REALTIME_REDIS_PREFIX
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        found: set[str] = set()
+        try:
+            for key in client.scan_iter(match=stream_key_pattern(prefix), count=1000, _type="STREAM"):
+                name = key.decode()[len(prefix) + 2 : -len("}:stream")]
+                found.add(name)
+                if len(found) >= limit:
+                    break
+        finally:
+            client.close()
+        return found
+    if _hub is None:
+        return set()
+    return {name for name in _snapshot(_hub._memory_history.channel_names()) if "." in name}

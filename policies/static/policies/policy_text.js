@@ -8,6 +8,7 @@ function setUpPrincipalPicker(picker) {
   var latest = 0;
 
   function insert(text) {
+    if (textarea.policyEditor) { textarea.policyEditor.insert(text); return; }  // the Cedar editor
     var start = textarea.selectionStart, end = textarea.selectionEnd;
     if (start == null) { start = end = textarea.value.length; }
     textarea.setRangeText(text, start, end, "end");
