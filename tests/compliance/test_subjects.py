@@ -55,7 +55,7 @@ def _a_person_with_a_history(make_user: Any, mint_token: Any) -> tuple[Any, Any,
     assert browser.post("/accounts/login/", {"username": NAME, "password": PASSWORD}).status_code == 302
     token = mint_token(NAME, "realtime:read realtime:write")
     published = Client(HTTP_AUTHORIZATION=f"Bearer {token}").post(
-        "/api/channels/chat.lobby/publish/",
+        "/api/channels/chat.subject-request/publish/",
         data=json.dumps({"text": "see you at the station"}),
         content_type="application/json",
     )

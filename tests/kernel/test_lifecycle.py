@@ -204,7 +204,14 @@ def test_a_forbid_saved_on_the_same_process_closes_a_viewers_document_socket(
     forbid = f'forbid(principal == User::"{bob.pk}", action, resource is Document);'
     saved = admin.post(
         add_url,
-        data={"csrfmiddlewaretoken": csrf.group(1), "name": "no-docs-for-bob", "text": forbid, "enabled": "on"},
+        # As the impact preview's "Confirm and save" posts it.
+        data={
+            "csrfmiddlewaretoken": csrf.group(1),
+            "name": "no-docs-for-bob",
+            "text": forbid,
+            "enabled": "on",
+            "_impact_confirmed": "1",
+        },
         headers={"Referer": add_url},
         timeout=10,
     )

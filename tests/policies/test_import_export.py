@@ -122,8 +122,9 @@ def test_the_management_commands_round_trip(tmp_path: Any) -> None:
     path.write_text(out.getvalue())
     out = StringIO()
     call_command("importpolicies", str(path), stdout=out)
-    assert "imported 15 access" in out.getvalue()
     data = json.loads(path.read_text())
+    # Everything exported comes back (the shipped set grows as apps ship rules, so no fixed count).
+    assert f"imported {len(data['access_policies'])} access" in out.getvalue()
     data["access_policies"].append({"name": "bad", "text": ""})
     path.write_text(json.dumps(data))
     with pytest.raises(CommandError, match="bad: the policy text is empty"):

@@ -17,13 +17,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 async def test_subscribe_publish_and_ack(alice: Any, bob: Any, open_ws: Callable[..., Any], token_for: Any) -> None:
     a = await open_ws(bearer(await token_for("alice")))
     b = await open_ws(bearer(await token_for("bob")))
-    ack = await b.call("subscribe", channel="chat.lobby")
+    # A channel of its own: embedded history is per process, so another test's publishes would move its offsets.
+    ack = await b.call("subscribe", channel="chat.first-ack")
     assert ack["header"]["type"] == "ack" and ack["payload"]["offset"] == 0 and ack["payload"]["epoch"]
-    ack = await a.call("publish", {"text": "hi"}, channel="chat.lobby")
+    ack = await a.call("publish", {"text": "hi"}, channel="chat.first-ack")
     assert ack["header"]["type"] == "ack" and ack["payload"]["offset"] == 1
     message = await b.recv_type("message")
     header = message["header"]
-    assert header["channel"] == "chat.lobby" and header["offset"] == 1
+    assert header["channel"] == "chat.first-ack" and header["offset"] == 1
     assert header["epoch"] == ack["payload"]["epoch"] and isinstance(header["ts"], int)
     assert header["from"] == {"user_id": alice.pk, "name": "alice"}
     assert message["payload"] == {"text": "hi"}
