@@ -191,6 +191,12 @@ class Runner:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
+def own_redis_prefix() -> dict[str, str]:
+    """Redis keys of this test's server and runner alone: the bridges' lease, status and outbox of an
+    earlier test's runner (its "up" status lives on for seconds) must not answer for this one."""
+    return {"REALTIME_REDIS_PREFIX_OWN": f"bridges-{uuid.uuid4().hex[:8]}:rt"}
+
+
 def start_runner(database_name: str, env: dict[str, str]) -> Runner:
     """`manage.py runbridges` on the test database, as a real process."""
     ARTIFACTS.mkdir(exist_ok=True)

@@ -20,7 +20,16 @@ from bridges.models import MQTTBridge
 from dashboards import services as dashboards
 from policies.models import AccessPolicy
 from policies.services import policy_version_bump
-from tests.bridges.support import PrivateMosquitto, fresh, history, metric, publish, start_runner, wait_until
+from tests.bridges.support import (
+    PrivateMosquitto,
+    fresh,
+    history,
+    metric,
+    own_redis_prefix,
+    publish,
+    start_runner,
+    wait_until,
+)
 from tests.browser.test_dashboards_browser import open_page, sign_in
 from webconnect.models import Namespace
 
@@ -92,7 +101,12 @@ def test_device_readings_over_mqtt_move_a_dashboard_widget_in_chromium_and_comma
         dashboard=dashboard, kind="stat", title="Line 1 temperature", channel=f"sensors.{line}.temp",
         value_paths=["celsius"], options={"decimals": 0},
     )  # fmt: skip
-    env = {"BRIDGES_MQTT_URL": mosquitto.url, "BRIDGES_CONFIG_SECONDS": "0", "METRICS_ALLOWED_IPS": "127.0.0.1"}
+    env = {
+        **own_redis_prefix(),
+        "BRIDGES_MQTT_URL": mosquitto.url,
+        "BRIDGES_CONFIG_SECONDS": "0",
+        "METRICS_ALLOWED_IPS": "127.0.0.1",
+    }
     server = live_server_factory(**env)
     runner = start_runner(str(connection.settings_dict["NAME"]), env)
     try:
@@ -143,6 +157,7 @@ def test_a_broker_restart_loses_nothing_acknowledged_in_either_direction(
     make_user("operator", staff=True)
     token = mint_token("operator", scopes="realtime:read realtime:write")
     env = {
+        **own_redis_prefix(),
         "BRIDGES_MQTT_URL": mosquitto.url,
         "BRIDGES_CONFIG_SECONDS": "0",
         "METRICS_ALLOWED_IPS": "127.0.0.1",

@@ -14,7 +14,17 @@ import pytest
 from django.db import connection
 
 from bridges.models import RabbitMQBridge
-from tests.bridges.support import PrivateRabbitMQ, Runner, fresh, history, metric, publish, start_runner, wait_until
+from tests.bridges.support import (
+    PrivateRabbitMQ,
+    Runner,
+    fresh,
+    history,
+    metric,
+    own_redis_prefix,
+    publish,
+    start_runner,
+    wait_until,
+)
 from webconnect.models import Namespace
 
 # Broker (re)starts and runner processes take their time on a loaded machine.
@@ -79,7 +89,12 @@ def test_every_acknowledged_message_reaches_rabbitmq_once_after_dedup_across_a_b
     plant = Namespace.objects.create(name="plant")
     RabbitMQBridge.objects.create(namespace=plant, ingest_queue="wc.test.plant", service_user=service)
     token = mint_token("producer", scopes="realtime:read realtime:write")
-    env = {"BRIDGES_AMQP_URL": rabbitmq.url, "BRIDGES_CONFIG_SECONDS": "0", "METRICS_ALLOWED_IPS": "127.0.0.1"}
+    env = {
+        **own_redis_prefix(),
+        "BRIDGES_AMQP_URL": rabbitmq.url,
+        "BRIDGES_CONFIG_SECONDS": "0",
+        "METRICS_ALLOWED_IPS": "127.0.0.1",
+    }
     server = live_server_factory(**env)
     runner: Runner = start_runner(str(connection.settings_dict["NAME"]), env)
     try:
@@ -138,7 +153,7 @@ def test_a_queue_feeds_channels_as_the_service_account_acknowledged_once_stored(
     plant = Namespace.objects.create(name="plant")
     RabbitMQBridge.objects.create(namespace=plant, ingest_queue="wc.test.plant", service_user=service)
     token = mint_token("reader", scopes="realtime:read")
-    env = {"BRIDGES_AMQP_URL": rabbitmq.url, "BRIDGES_CONFIG_SECONDS": "0"}
+    env = {**own_redis_prefix(), "BRIDGES_AMQP_URL": rabbitmq.url, "BRIDGES_CONFIG_SECONDS": "0"}
     server = live_server_factory(**env)
     runner = start_runner(str(connection.settings_dict["NAME"]), env)
     try:
