@@ -427,20 +427,7 @@ class PolicyTestCaseAdmin(admin.ModelAdmin[PolicyTestCase]):
     list_display = ["name", "enabled", "principal", "action", "resource_type", "resource_id", "expected", "result"]
     list_filter = ["enabled", "expected", "action", "resource_type"]
     search_fields = ["name", "principal", "resource_id", "note"]
-    fields = [
-        "name",
-        "enabled",
-        "principal",
-        "groups",
-        "is_staff",
-        "action",
-        "resource_type",
-        "resource_id",
-        "attrs",
-        "context",
-        "expected",
-        "note",
-    ]
+    fields = list(policytests.CASE_FIELDS)  # the same fields export/import carries
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         changelist = super().get_changelist_instance(request)
